@@ -1,0 +1,84 @@
+package httpapi
+
+import "time"
+
+// The JSON shapes of the coordinator's HTTP API, shared with erasectl.
+
+// CreateErasureRequest is the body of POST /v1/erasures.
+type CreateErasureRequest struct {
+	AccountID   string `json:"account_id"`
+	RequestedBy string `json:"requested_by"`
+	Reason      string `json:"reason"`
+}
+
+// Job is an erasure job as the API shows it.
+type Job struct {
+	ID          string     `json:"id"`
+	AccountID   string     `json:"account_id"`
+	Status      string     `json:"status"`
+	Origin      string     `json:"origin"`
+	RequestedBy string     `json:"requested_by"`
+	Reason      string     `json:"reason"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	Deadline    time.Time  `json:"deadline"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	// Created is true when this request created the job, false when it
+	// returned the account's existing active job. Only set on POST.
+	Created *bool  `json:"created,omitempty"`
+	Tasks   []Task `json:"tasks"`
+}
+
+// Task is one (category, stage) of a job.
+type Task struct {
+	Category     string     `json:"category"`
+	Stage        string     `json:"stage"`
+	Action       string     `json:"action"`
+	Status       string     `json:"status"`
+	Generation   uint32     `json:"generation"`
+	Attempts     uint32     `json:"attempts"`
+	ItemsPurged  int64      `json:"items_purged"`
+	Error        string     `json:"error,omitempty"`
+	ErrorCode    string     `json:"error_code,omitempty"`
+	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
+	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+}
+
+// JobList is a page of jobs. NextPageToken is empty on the last page.
+type JobList struct {
+	Jobs          []Job  `json:"jobs"`
+	NextPageToken string `json:"next_page_token,omitempty"`
+}
+
+// ErrorBody is the body of every error answer.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail has a stable machine-readable Code and a message for people.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes.
+const (
+	CodeInvalidArgument  = "invalid_argument"
+	CodeNotFound         = "not_found"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
+	CodeMethodNotAllowed = "method_not_allowed"
+)
+
+// Job and task statuses.
+const (
+	JobRunning   = "running"
+	JobCompleted = "completed"
+	JobFailed    = "failed"
+
+	TaskScheduled  = "scheduled"
+	TaskDispatched = "dispatched"
+	TaskSucceeded  = "succeeded"
+	TaskFailed     = "failed"
+)
