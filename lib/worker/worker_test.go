@@ -1,0 +1,436 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/lethe-privacy/lethe/lib/testenv"
+	"github.com/lethe-privacy/lethe/lib/topology"
+	"github.com/lethe-privacy/lethe/lib/worker"
+	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+)
+
+const category = "contacts"
+
+// purgeFunc adapts a function to worker.Purger.
+type purgeFunc func(ctx context.Context, t worker.Task) (worker.Result, error)
+
+func (f purgeFunc) Purge(ctx context.Context, t worker.Task) (worker.Result, error) { return f(ctx, t) }
+func (f purgeFunc) Footprint(_ context.Context, ids []string) ([]worker.Footprint, error) {
+	out := make([]worker.Footprint, len(ids))
+	for i, id := range ids {
+		out[i] = worker.Footprint{AccountID: id, Items: int64(len(id)), Detail: map[string]int64{"rows": int64(len(id))}}
+	}
+	return out, nil
+}
+
+type env struct {
+	srv     *testenv.NATSServer
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	reports <-chan *erasurev1.TaskReport
+}
+
+func setup(t *testing.T, s topology.Settings) *env {
+	t.Helper()
+	srv := testenv.StartNATS(t)
+	nc, js := srv.Connect(t)
+	s.Categories = []string{category}
+	ctx := context.Background()
+	if err := topology.Ensure(ctx, js, s); err != nil {
+		t.Fatalf("ensure topology: %v", err)
+	}
+	ch := make(chan *erasurev1.TaskReport, 100)
+	cons, err := js.CreateOrUpdateConsumer(ctx, erasurev1.ReportsStream, jetstream.ConsumerConfig{Durable: "test-reports", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var r erasurev1.TaskReport
+		if err := proto.Unmarshal(m.Data(), &r); err != nil {
+			t.Errorf("undecodable report: %v", err)
+		}
+		_ = m.Ack()
+		ch <- &r
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return &env{srv: srv, nc: nc, js: js, reports: ch}
+}
+
+func fastSettings() topology.Settings {
+	return topology.Settings{
+		TaskAckWait:    time.Second,
+		TaskMaxDeliver: 3,
+		TaskBackOff:    []time.Duration{},
+	}
+}
+
+func fastConfig() worker.Config {
+	return worker.Config{
+		Category:     category,
+		WorkerID:     "test-worker",
+		Concurrency:  2,
+		DrainTimeout: 5 * time.Second,
+		Retry: worker.RetryPolicy{
+			InProcessAttempts:    1,
+			RedeliveryInitial:    50 * time.Millisecond,
+			RedeliveryMultiplier: 2,
+			RedeliveryMax:        200 * time.Millisecond,
+		},
+	}
+}
+
+func (e *env) publishTask(t *testing.T, jobID string) {
+	t.Helper()
+	data, err := proto.Marshal(&erasurev1.ErasureTask{JobId: jobID, AccountId: "acc-" + jobID, Category: category, Stage: "erase", Action: "delete", Generation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Publish(context.Background(), erasurev1.TaskSubject(category), data, jetstream.WithMsgID(erasurev1.TaskMsgID(jobID, category, "erase", 1))); err != nil {
+		t.Fatalf("publish task: %v", err)
+	}
+}
+
+// start runs a runtime until the test ends (or until the returned stop).
+func (e *env) start(t *testing.T, nc *nats.Conn, cfg worker.Config, p worker.Purger, m *worker.Metrics) (stop func()) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := worker.New(cfg, nc, js, p, zaptest.NewLogger(t), m)
+	if err != nil {
+		t.Fatalf("new runtime: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (e *env) nextReport(t *testing.T) *erasurev1.TaskReport {
+	t.Helper()
+	select {
+	case r := <-e.reports:
+		return r
+	case <-time.After(15 * time.Second):
+		t.Fatal("no report within 15s")
+		return nil
+	}
+}
+
+func (e *env) noReport(t *testing.T, within time.Duration) {
+	t.Helper()
+	select {
+	case r := <-e.reports:
+		t.Fatalf("unexpected report: %v", r)
+	case <-time.After(within):
+	}
+}
+
+func (e *env) pendingTasks(t *testing.T) uint64 {
+	t.Helper()
+	s, err := e.js.Stream(context.Background(), erasurev1.TasksStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestOutcomes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		purge        func(calls int32) (worker.Result, error)
+		wantOutcome  erasurev1.TaskOutcome
+		wantAttempt  uint32
+		wantCode     string
+		wantItems    int64
+		wantMinCalls int32
+	}{
+		{
+			name:        "success is reported and acked",
+			purge:       func(int32) (worker.Result, error) { return worker.Result{ItemsPurged: 42}, nil },
+			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED, wantAttempt: 1, wantItems: 42, wantMinCalls: 1,
+		},
+		{
+			name:        "already gone is success with zero items",
+			purge:       func(int32) (worker.Result, error) { return worker.Result{}, nil },
+			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED, wantAttempt: 1, wantMinCalls: 1,
+		},
+		{
+			name: "transient failure is retried on redelivery",
+			purge: func(calls int32) (worker.Result, error) {
+				if calls < 2 {
+					return worker.Result{}, errors.New("connection reset")
+				}
+				return worker.Result{ItemsPurged: 7}, nil
+			},
+			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED, wantAttempt: 2, wantItems: 7, wantMinCalls: 2,
+		},
+		{
+			name:        "permanent failure is reported at once",
+			purge:       func(int32) (worker.Result, error) { return worker.Result{}, worker.Permanentf("refused", "store refused the delete") },
+			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_FAILED, wantAttempt: 1, wantCode: "refused", wantMinCalls: 1,
+		},
+		{
+			name:        "transient failure on the last delivery is reported failed",
+			purge:       func(int32) (worker.Result, error) { return worker.Result{}, errors.New("timeout talking to store") },
+			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_FAILED, wantAttempt: 3, wantCode: "max_deliveries", wantMinCalls: 3,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, fastSettings())
+			var calls atomic.Int32
+			reg := prometheus.NewRegistry()
+			m := worker.NewMetrics(reg)
+			e.start(t, e.nc, fastConfig(), purgeFunc(func(ctx context.Context, task worker.Task) (worker.Result, error) {
+				return tt.purge(calls.Add(1))
+			}), m)
+			e.publishTask(t, "job1")
+			r := e.nextReport(t)
+			if r.GetOutcome() != tt.wantOutcome || r.GetAttempt() != tt.wantAttempt || r.GetErrorCode() != tt.wantCode || r.GetItemsPurged() != tt.wantItems {
+				t.Errorf("report = outcome %v attempt %d code %q items %d; want %v %d %q %d",
+					r.GetOutcome(), r.GetAttempt(), r.GetErrorCode(), r.GetItemsPurged(), tt.wantOutcome, tt.wantAttempt, tt.wantCode, tt.wantItems)
+			}
+			if r.GetJobId() != "job1" || r.GetAccountId() != "acc-job1" || r.GetCategory() != category || r.GetStage() != "erase" || r.GetGeneration() != 1 || r.GetWorkerId() != "test-worker" {
+				t.Errorf("report does not identify its task: %v", r)
+			}
+			if got := calls.Load(); got < tt.wantMinCalls {
+				t.Errorf("purge called %d times, want at least %d", got, tt.wantMinCalls)
+			}
+			// Acked or terminated: never delivered again.
+			e.noReport(t, 1500*time.Millisecond)
+			if n := e.pendingTasks(t); n != 0 {
+				t.Errorf("%d task messages left in the work queue, want 0", n)
+			}
+			outcome := "succeeded"
+			if tt.wantOutcome == erasurev1.TaskOutcome_TASK_OUTCOME_FAILED {
+				outcome = "failed"
+			}
+			if got := testutil.ToFloat64(m.Tasks().WithLabelValues(category, outcome)); got != 1 {
+				t.Errorf("lethe_worker_tasks_total{outcome=%q} = %v, want 1", outcome, got)
+			}
+		})
+	}
+}
+
+func TestBadTaskIsTerminatedAndDoesNotBlockTheQueue(t *testing.T) {
+	t.Parallel()
+	e := setup(t, fastSettings())
+	var calls atomic.Int32
+	e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+		calls.Add(1)
+		return worker.Result{}, nil
+	}), nil)
+	if _, err := e.js.Publish(context.Background(), erasurev1.TaskSubject(category), []byte("\xff\xffnot protobuf")); err != nil {
+		t.Fatal(err)
+	}
+	e.publishTask(t, "good")
+	r := e.nextReport(t)
+	if r.GetJobId() != "good" {
+		t.Fatalf("report for %q, want the good task", r.GetJobId())
+	}
+	e.noReport(t, 1500*time.Millisecond)
+	if calls.Load() != 1 {
+		t.Errorf("purge called %d times, want 1 (the bad task must never reach it)", calls.Load())
+	}
+	if n := e.pendingTasks(t); n != 0 {
+		t.Errorf("%d messages left, want 0: the bad task must be terminated", n)
+	}
+}
+
+func TestHeartbeatKeepsALongPurgeFromBeingRedelivered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, fastSettings()) // ack wait 1s
+	var calls atomic.Int32
+	e.start(t, e.nc, fastConfig(), purgeFunc(func(ctx context.Context, _ worker.Task) (worker.Result, error) {
+		calls.Add(1)
+		select {
+		case <-time.After(3500 * time.Millisecond):
+		case <-ctx.Done():
+			return worker.Result{}, ctx.Err()
+		}
+		return worker.Result{ItemsPurged: 1}, nil
+	}), nil)
+	e.publishTask(t, "long")
+	r := e.nextReport(t)
+	if r.GetAttempt() != 1 || calls.Load() != 1 {
+		t.Errorf("attempt %d, purge calls %d; want 1 and 1: heartbeats must hold the message", r.GetAttempt(), calls.Load())
+	}
+}
+
+func TestWorkerKilledMidTaskIsRedeliveredAndCompletes(t *testing.T) {
+	t.Parallel()
+	e := setup(t, fastSettings())
+	started := make(chan struct{})
+	var once sync.Once
+	// The first worker blocks mid-purge; its connection is then cut without
+	// any ack, as a kill -9 would leave it.
+	nc1, _ := e.srv.Connect(t)
+	e.start(t, nc1, fastConfig(), purgeFunc(func(ctx context.Context, _ worker.Task) (worker.Result, error) {
+		once.Do(func() { close(started) })
+		<-ctx.Done()
+		return worker.Result{}, ctx.Err()
+	}), nil)
+	e.publishTask(t, "crash")
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("first worker never started the task")
+	}
+	nc1.Close()
+
+	nc2, _ := e.srv.Connect(t)
+	e.start(t, nc2, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+		return worker.Result{ItemsPurged: 5}, nil
+	}), nil)
+	r := e.nextReport(t)
+	if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED || r.GetAttempt() != 2 || r.GetItemsPurged() != 5 {
+		t.Errorf("report = %v attempt %d items %d; want succeeded on attempt 2 with 5 items", r.GetOutcome(), r.GetAttempt(), r.GetItemsPurged())
+	}
+}
+
+func TestShutdownLetsRunningPurgesFinish(t *testing.T) {
+	t.Parallel()
+	e := setup(t, fastSettings())
+	started := make(chan struct{})
+	release := make(chan struct{})
+	stop := e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+		close(started)
+		<-release
+		return worker.Result{ItemsPurged: 3}, nil
+	}), nil)
+	e.publishTask(t, "drain")
+	<-started
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case <-stopped:
+		t.Fatal("Run returned while a purge was still running")
+	default:
+	}
+	close(release)
+	<-stopped
+	r := e.nextReport(t)
+	if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED || r.GetItemsPurged() != 3 {
+		t.Errorf("report = %v, want the drained purge's success", r)
+	}
+}
+
+func TestConcurrencyIsBounded(t *testing.T) {
+	t.Parallel()
+	e := setup(t, fastSettings())
+	var running, peak atomic.Int32
+	cfg := fastConfig()
+	cfg.Concurrency = 3
+	e.start(t, e.nc, cfg, purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		running.Add(-1)
+		return worker.Result{}, nil
+	}), nil)
+	for i := range 12 {
+		e.publishTask(t, fmt.Sprintf("j%02d", i))
+	}
+	for range 12 {
+		e.nextReport(t)
+	}
+	if p := peak.Load(); p > 3 || p < 2 {
+		t.Errorf("peak concurrent purges = %d, want between 2 and 3", p)
+	}
+}
+
+func TestFootprintIsAnswered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, fastSettings())
+	e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+		return worker.Result{}, nil
+	}), nil)
+	req, _ := proto.Marshal(&erasurev1.FootprintRequest{AccountIds: []string{"a", "bbb"}})
+	var reply erasurev1.FootprintReply
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := e.nc.Request(erasurev1.FootprintSubject(category), req, time.Second)
+		if err == nil {
+			if err := proto.Unmarshal(m.Data, &reply); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no footprint answer: %v", err)
+		}
+	}
+	if reply.GetError() != "" || len(reply.GetAccounts()) != 2 || reply.GetAccounts()[1].GetItems() != 3 || reply.GetAccounts()[1].GetDetail()["rows"] != 3 {
+		t.Errorf("footprint reply = %v", &reply)
+	}
+	empty, _ := proto.Marshal(&erasurev1.FootprintRequest{})
+	m, err := e.nc.Request(erasurev1.FootprintSubject(category), empty, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.Unmarshal(m.Data, &reply); err != nil || reply.GetError() == "" {
+		t.Errorf("empty request answered %v (err %v), want an error", &reply, err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	tests := []struct {
+		give    worker.Config
+		wantErr bool
+	}{
+		{worker.Config{Category: "contacts"}, false},
+		{worker.Config{Category: ""}, true},
+		{worker.Config{Category: "Contacts"}, true},
+		{worker.Config{Category: "logs.x"}, true},
+		{worker.Config{Category: "logs", Concurrency: -1}, true},
+	}
+	for _, tt := range tests {
+		err := tt.give.Validate()
+		if (err != nil) != tt.wantErr {
+			t.Errorf("Validate(%+v) = %v, want error %v", tt.give, err, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, worker.ErrInvalidConfig) {
+			t.Errorf("error %v does not wrap ErrInvalidConfig", err)
+		}
+	}
+}
