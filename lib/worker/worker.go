@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -23,6 +22,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/lethe-privacy/lethe/lib/consume"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 )
@@ -181,54 +181,17 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer func() { _ = fsub.Unsubscribe() }()
 
-	// Purges run on their own context so that shutdown lets them finish;
-	// it is cancelled only when the drain timeout expires.
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
-
-	var (
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, r.cfg.Concurrency)
-		stopping = make(chan struct{})
-	)
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		select {
-		case <-stopping:
-			// Fetched but not started: hand it back for another replica.
-			_ = msg.Nak()
-			return
-		case sem <- struct{}{}:
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r.handle(workCtx, msg, maxDeliver, heartbeat)
-		}()
-	},
-		jetstream.PullMaxMessages(r.cfg.Concurrency),
-		jetstream.PullExpiry(r.cfg.PullExpiry),
-		jetstream.PullHeartbeat(r.cfg.PullHeartbeat),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			r.log.Warn("task consumer error", zap.Error(err))
-		}),
-	)
+	r.log.Info("worker started", zap.Int("concurrency", r.cfg.Concurrency), zap.Int("max_deliver", maxDeliver), zap.Duration("heartbeat", heartbeat))
+	err = consume.Run(ctx, cons, func(ctx context.Context, msg jetstream.Msg) {
+		r.handle(ctx, msg, maxDeliver, heartbeat)
+	}, consume.Options{
+		Concurrency:   r.cfg.Concurrency,
+		PullExpiry:    r.cfg.PullExpiry,
+		PullHeartbeat: r.cfg.PullHeartbeat,
+		DrainTimeout:  r.cfg.DrainTimeout,
+	}, r.log)
 	if err != nil {
 		return fmt.Errorf("consume tasks of %s: %w", r.cfg.Category, err)
-	}
-	r.log.Info("worker started", zap.Int("concurrency", r.cfg.Concurrency), zap.Int("max_deliver", maxDeliver), zap.Duration("heartbeat", heartbeat))
-
-	<-ctx.Done()
-	close(stopping)
-	cc.Stop()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(r.cfg.DrainTimeout):
-		r.log.Warn("drain timeout: cancelling running purges", zap.Duration("drain_timeout", r.cfg.DrainTimeout))
-		cancelWork()
-		<-done
 	}
 	r.log.Info("worker stopped")
 	return nil

@@ -198,8 +198,10 @@ func TestOutcomes(t *testing.T) {
 			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED, wantAttempt: 2, wantItems: 7, wantMinCalls: 2,
 		},
 		{
-			name:        "permanent failure is reported at once",
-			purge:       func(int32) (worker.Result, error) { return worker.Result{}, worker.Permanentf("refused", "store refused the delete") },
+			name: "permanent failure is reported at once",
+			purge: func(int32) (worker.Result, error) {
+				return worker.Result{}, worker.Permanentf("refused", "store refused the delete")
+			},
 			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_FAILED, wantAttempt: 1, wantCode: "refused", wantMinCalls: 1,
 		},
 		{

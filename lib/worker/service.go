@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/lethe-privacy/lethe/lib/topology"
+	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+)
+
+// ServiceConfig is what every worker service shares: where NATS is, where
+// to serve probes and metrics, and the runtime's knobs.
+type ServiceConfig struct {
+	NATSURL   string
+	HTTPAddr  string
+	LogFormat string
+	LogLevel  string
+	Runtime   Config
+	Topology  topology.Settings
+}
+
+// RegisterFlags declares the shared flags on fs, with defaults from
+// getenv (LETHE_*). Call fs.Parse afterwards, then Validate.
+func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet, getenv func(string) string, category, defaultHTTPAddr string) {
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	c.Runtime.Category = category
+	c.Topology = topology.DefaultSettings()
+	c.Topology.Categories = []string{category}
+	fs.StringVar(&c.NATSURL, "nats-url", env("LETHE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env LETHE_NATS_URL)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", defaultHTTPAddr), "listen address of /healthz, /readyz and /metrics (env LETHE_HTTP_ADDR)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
+	fs.IntVar(&c.Runtime.Concurrency, "concurrency", 4, "purges running at once in this replica")
+	fs.DurationVar(&c.Runtime.PurgeTimeout, "purge-timeout", 10*time.Minute, "deadline of one purge attempt")
+	fs.DurationVar(&c.Runtime.DrainTimeout, "drain-timeout", 30*time.Second, "how long running purges may finish at shutdown")
+	fs.IntVar(&c.Topology.Replicas, "stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
+}
+
+// Validate reports the first unusable setting.
+func (c ServiceConfig) Validate() error {
+	if c.NATSURL == "" {
+		return errors.New("LETHE_NATS_URL is empty")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return fmt.Errorf("LETHE_HTTP_ADDR %q is not host:port", c.HTTPAddr)
+	}
+	if err := c.Runtime.Validate(); err != nil {
+		return err
+	}
+	return c.Topology.Validate()
+}
+
+// Serve runs a worker service: it connects to NATS, makes sure the
+// topology exists, serves /healthz, /readyz and /metrics, and runs the
+// runtime for purger until ctx is cancelled; then it drains and returns.
+// ready checks the purger's own store for /readyz; it may be nil.
+func Serve(ctx context.Context, cfg ServiceConfig, purger Purger, ready func(context.Context) error, log *zap.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("lethe-worker-"+cfg.Runtime.Category),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", zap.Error(err)) }),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to nats at %s (is it running? set LETHE_NATS_URL): %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("create jetstream context: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// The coordinator owns the topology and updates it; a worker only
+	// creates it when it starts first, so that the two never fight over
+	// settings.
+	if _, err := js.Consumer(setupCtx, erasurev1.TasksStream, erasurev1.WorkerConsumer(cfg.Runtime.Category)); err != nil {
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("look up the %s consumer (is JetStream enabled on the server?): %w", cfg.Runtime.Category, err)
+		}
+		if err := topology.Ensure(setupCtx, js, cfg.Topology); err != nil {
+			return fmt.Errorf("set up jetstream topology: %w", err)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	rt, err := New(cfg.Runtime, nc, js, purger, log, NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeStatus(w, http.StatusOK, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		switch {
+		case !nc.IsConnected():
+			writeStatus(w, http.StatusServiceUnavailable, "not connected to nats")
+		case ready != nil && ready(rctx) != nil:
+			writeStatus(w, http.StatusServiceUnavailable, "store unreachable")
+		default:
+			writeStatus(w, http.StatusOK, "ready")
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (in use? set LETHE_HTTP_ADDR): %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("probe server failed", zap.Error(err))
+		}
+	}()
+	log.Info("worker service serving", zap.String("category", cfg.Runtime.Category), zap.String("http_addr", ln.Addr().String()))
+
+	runErr := rt.Run(ctx)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancelShutdown()
+	_ = srv.Shutdown(shutdownCtx)
+	if err := nc.Drain(); err != nil {
+		log.Warn("nats drain", zap.Error(err))
+	}
+	return runErr
+}
+
+func writeStatus(w http.ResponseWriter, code int, status string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": status})
+}

@@ -1,0 +1,113 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/lethe-privacy/lethe/lib/topology"
+	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
+)
+
+// Config is the coordinator's whole configuration. LoadConfig fills it
+// from the environment (LETHE_*) and flags; flags win.
+type Config struct {
+	NATSURL     string
+	RedisURL    string
+	RedisPrefix string
+	HTTPAddr    string
+	LogFormat   string
+	LogLevel    string
+	// Categories get one "erase" task each in every job.
+	Categories []string
+	// Topology holds the JetStream settings (see docs/jetstream.md).
+	Topology topology.Settings
+	// ShutdownTimeout bounds the graceful drain.
+	ShutdownTimeout time.Duration
+}
+
+// Actions run by each category's erase stage until the retention policy
+// file replaces this table.
+var defaultActions = map[string]string{
+	erasurev1.CategoryContacts: "delete",
+	erasurev1.CategoryLogs:     "delete",
+	erasurev1.CategoryBilling:  "pseudonymise",
+	erasurev1.CategoryBackups:  "suppress",
+}
+
+// Plan is the task list every job gets.
+func (c Config) Plan() []jobs.TaskSpec {
+	var p []jobs.TaskSpec
+	for _, cat := range c.Categories {
+		action := defaultActions[cat]
+		if action == "" {
+			action = "delete"
+		}
+		p = append(p, jobs.TaskSpec{Category: cat, Stage: "erase", Action: action})
+	}
+	return p
+}
+
+// LoadConfig reads the configuration from getenv and args. It returns
+// flag.ErrHelp when -h was given.
+func LoadConfig(args []string, getenv func(string) string) (Config, error) {
+	env := func(k, def string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{Topology: topology.DefaultSettings()}
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs.StringVar(&c.NATSURL, "nats-url", env("LETHE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env LETHE_NATS_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("LETHE_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (env LETHE_REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("LETHE_REDIS_PREFIX", "lethe:"), "prefix of every Redis key (env LETHE_REDIS_PREFIX)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env LETHE_HTTP_ADDR)")
+	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
+	cats := fs.String("categories", env("LETHE_CATEGORIES", erasurev1.CategoryContacts), "comma-separated data categories every job erases (env LETHE_CATEGORIES)")
+	replicas := fs.Int("stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q; the coordinator takes flags only (see -h)", fs.Arg(0))
+	}
+	for _, cat := range strings.Split(*cats, ",") {
+		if cat = strings.TrimSpace(cat); cat != "" {
+			c.Categories = append(c.Categories, cat)
+		}
+	}
+	c.Topology.Categories = c.Categories
+	c.Topology.Replicas = *replicas
+	return c, c.Validate()
+}
+
+// Validate reports the first unusable setting, saying how to fix it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NATSURL == "" {
+		errs = append(errs, errors.New("LETHE_NATS_URL is empty"))
+	}
+	if c.RedisURL == "" {
+		errs = append(errs, errors.New("LETHE_REDIS_URL is empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("LETHE_HTTP_ADDR %q is not host:port", c.HTTPAddr))
+	}
+	if len(c.Categories) == 0 {
+		errs = append(errs, errors.New("LETHE_CATEGORIES names no category"))
+	}
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid configuration: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/lethe-privacy/lethe/lib/topology"
+	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+	"github.com/lethe-privacy/lethe/services/coordinator/dispatch"
+	"github.com/lethe-privacy/lethe/services/coordinator/httpapi"
+	"github.com/lethe-privacy/lethe/services/coordinator/ingress"
+	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
+	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
+	"github.com/lethe-privacy/lethe/services/coordinator/reports"
+)
+
+// Run builds the coordinator from cfg and serves until ctx is cancelled,
+// then shuts down in order: stop taking HTTP requests and messages, let
+// running work finish, drain NATS, close Redis. If listening is non-nil it
+// receives the HTTP address once the server accepts connections.
+func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- string) error {
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("lethe-coordinator"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to nats at %s (is it running? set LETHE_NATS_URL): %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("create jetstream context: %w", err)
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := topology.Ensure(setupCtx, js, cfg.Topology); err != nil {
+		return fmt.Errorf("set up jetstream topology (is JetStream enabled on the server?): %w", err)
+	}
+
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("parse LETHE_REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
+	if err := rdb.Ping(setupCtx).Err(); err != nil {
+		return fmt.Errorf("reach redis at %s (is it running? set LETHE_REDIS_URL): %w", ropts.Addr, err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store := jobstore.New(rdb, cfg.RedisPrefix)
+	rec := lifecycle.NewRecorder(js)
+	disp := dispatch.New(store, js, rec, log.Named("dispatch"), reg, dispatch.Options{})
+	svc := NewService(store, rec, cfg.Plan(), reg, WithWake(disp.Wake))
+
+	repCons, err := js.Consumer(setupCtx, erasurev1.ReportsStream, erasurev1.ReportsConsumer)
+	if err != nil {
+		return fmt.Errorf("look up the reports consumer: %w", err)
+	}
+	inCons, err := js.Consumer(setupCtx, erasurev1.AccountsStream, erasurev1.IngressConsumer)
+	if err != nil {
+		return fmt.Errorf("look up the dashboard-event consumer: %w", err)
+	}
+	intake := reports.New(repCons, svc, log.Named("reports"), reg, reports.Options{})
+	events := ingress.New(inCons, js, svc, log.Named("ingress"), reg)
+
+	handler := httpapi.NewHandler(svc, log.Named("http"), httpapi.Options{
+		Ready: func(ctx context.Context) error {
+			if !nc.IsConnected() {
+				return errors.New("not connected to nats")
+			}
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return errors.New("redis does not answer")
+			}
+			return nil
+		},
+		Gatherer:   reg,
+		Registerer: reg,
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (in use? set LETHE_HTTP_ADDR): %w", cfg.HTTPAddr, err)
+	}
+	log.Info("coordinator serving", zap.String("http_addr", ln.Addr().String()), zap.Strings("categories", cfg.Categories))
+	if listening != nil {
+		listening <- ln.Addr().String()
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	for name, run := range map[string]func(context.Context) error{
+		"dispatcher":     disp.Run,
+		"report intake":  intake.Run,
+		"event consumer": events.Run,
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(runCtx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http server: %w", err)
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		log.Error("component failed; shutting down", zap.Error(runErr))
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancelShutdown()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("http shutdown", zap.Error(err))
+	}
+	stop()
+	wg.Wait()
+	if err := nc.Drain(); err != nil {
+		log.Warn("nats drain", zap.Error(err))
+	}
+	log.Info("coordinator stopped")
+	return runErr
+}

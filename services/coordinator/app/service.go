@@ -1,0 +1,184 @@
+// Package app holds the coordinator's use cases — request an erasure, apply
+// a worker's report, read jobs — and Run, which wires the coordinator's
+// parts together. The HTTP API and the dashboard-event consumer both call
+// the same Service, so both ingresses behave the same.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
+	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
+	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
+)
+
+// Recorder appends lifecycle events.
+type Recorder interface {
+	Record(ctx context.Context, ev *erasurev1.LifecycleEvent) error
+}
+
+// Service implements the coordinator's use cases.
+type Service struct {
+	store   *jobstore.Store
+	rec     Recorder
+	plan    []jobs.TaskSpec
+	now     func() time.Time
+	wake    func()
+	metrics *serviceMetrics
+}
+
+// ServiceOption configures a Service.
+type ServiceOption func(*Service)
+
+// WithClock replaces time.Now, for tests.
+func WithClock(now func() time.Time) ServiceOption { return func(s *Service) { s.now = now } }
+
+// WithWake sets the function called after a job was created, to wake the
+// dispatcher.
+func WithWake(f func()) ServiceOption { return func(s *Service) { s.wake = f } }
+
+// NewService returns the use cases over store and rec. plan lists the tasks
+// every job gets; reg may be nil.
+func NewService(store *jobstore.Store, rec Recorder, plan []jobs.TaskSpec, reg prometheus.Registerer, opts ...ServiceOption) *Service {
+	s := &Service{store: store, rec: rec, plan: plan, now: time.Now, wake: func() {}, metrics: newServiceMetrics(reg)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// RequestErasure creates the erasure job of req.AccountID, or returns the
+// account's active job (created false). Once it returns without error the
+// job is stored and its creation is in the audit trail, so it will finish
+// or visibly fail. Errors wrap jobs.ErrInvalid for bad requests; any other
+// error means the caller should retry.
+func (s *Service) RequestErasure(ctx context.Context, req jobs.Request) (*jobs.Job, bool, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, false, fmt.Errorf("generate job id: %w", err)
+	}
+	j, err := jobs.New(id.String(), req, s.plan, s.now())
+	if err != nil {
+		return nil, false, err
+	}
+	stored, created, err := s.store.Create(ctx, j)
+	if err != nil {
+		return nil, false, err
+	}
+	// Recorded on every request for the job and deduplicated by event id,
+	// so a crash between Create and Record is repaired by the retry.
+	if err := s.rec.Record(ctx, lifecycle.Created(stored)); err != nil {
+		return nil, false, err
+	}
+	if created {
+		s.metrics.created.WithLabelValues(string(req.Origin)).Inc()
+		s.wake()
+	}
+	return stored, created, nil
+}
+
+// ApplyReport applies a worker's report to its job and records the
+// outcome in the audit trail. A duplicate or stale report changes nothing.
+// Errors wrap jobs.ErrNotFound (no such job: perhaps not rebuilt yet) or
+// jobs.ErrUnknownTask (the job has no such task); anything else is
+// transient.
+func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (jobs.Effect, error) {
+	r := jobs.Report{
+		Task:       jobs.TaskKey{Category: rep.GetCategory(), Stage: rep.GetStage()},
+		Generation: rep.GetGeneration(),
+		Succeeded:  rep.GetOutcome() == erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED,
+		Items:      rep.GetItemsPurged(),
+		ErrorCode:  rep.GetErrorCode(),
+		Error:      rep.GetErrorMessage(),
+		Attempt:    rep.GetAttempt(),
+		At:         s.now(),
+	}
+	if rep.GetOutcome() == erasurev1.TaskOutcome_TASK_OUTCOME_UNSPECIFIED {
+		return jobs.Effect{}, fmt.Errorf("%w: report without outcome", jobs.ErrUnknownTask)
+	}
+	var eff jobs.Effect
+	j, err := s.store.Update(ctx, rep.GetJobId(), func(j *jobs.Job) error {
+		var err error
+		eff, err = j.ApplyReport(r)
+		if err != nil {
+			return err
+		}
+		if eff.Result != jobs.ReportApplied {
+			return jobstore.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return jobs.Effect{}, err
+	}
+	s.metrics.reports.WithLabelValues(r.Task.Category, string(eff.Result)).Inc()
+	if eff.Result == jobs.ReportStale {
+		return eff, nil
+	}
+	t, err := j.Task(r.Task)
+	if err != nil {
+		return eff, err
+	}
+	// Re-recorded for duplicates too: if an earlier attempt applied the
+	// report but crashed before recording, this repairs the trail.
+	if t.Status.Terminal() {
+		if err := s.rec.Record(ctx, lifecycle.TaskFinished(j, t, rep.GetWorkerId())); err != nil {
+			return eff, err
+		}
+	}
+	if j.Status.Terminal() {
+		if err := s.rec.Record(ctx, lifecycle.Finished(j)); err != nil {
+			return eff, err
+		}
+		if eff.Finished {
+			s.metrics.finished.WithLabelValues(string(j.Status)).Inc()
+		}
+	}
+	return eff, nil
+}
+
+// Get returns a job; the error wraps jobs.ErrNotFound for an unknown id.
+func (s *Service) Get(ctx context.Context, id string) (*jobs.Job, error) {
+	return s.store.Get(ctx, id)
+}
+
+// List returns a page of jobs.
+func (s *Service) List(ctx context.Context, f jobstore.Filter) ([]*jobs.Job, string, error) {
+	return s.store.List(ctx, f)
+}
+
+// IsPermanent reports whether a use-case error cannot be fixed by retrying.
+func IsPermanent(err error) bool {
+	return errors.Is(err, jobs.ErrInvalid) || errors.Is(err, jobs.ErrUnknownTask)
+}
+
+type serviceMetrics struct {
+	created  *prometheus.CounterVec
+	finished *prometheus.CounterVec
+	reports  *prometheus.CounterVec
+}
+
+func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
+	m := &serviceMetrics{
+		created: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_jobs_created_total", Help: "Erasure jobs created, by origin (dashboard, api).",
+		}, []string{"origin"}),
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_jobs_finished_total", Help: "Erasure jobs that ended, by status (completed, failed).",
+		}, []string{"status"}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_reports_total", Help: "Worker reports handled, by category and result (applied, duplicate, stale).",
+		}, []string{"category", "result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.created, m.finished, m.reports)
+	}
+	return m
+}

@@ -1,0 +1,296 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
+	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
+)
+
+// Service is what the API needs of the coordinator.
+type Service interface {
+	RequestErasure(ctx context.Context, req jobs.Request) (*jobs.Job, bool, error)
+	Get(ctx context.Context, id string) (*jobs.Job, error)
+	List(ctx context.Context, f jobstore.Filter) ([]*jobs.Job, string, error)
+}
+
+// Limits of the API.
+const (
+	MaxBodyBytes    = 16 << 10
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// Options configure the handler.
+type Options struct {
+	// Ready reports whether the coordinator can serve (NATS and Redis
+	// reachable).
+	Ready func(ctx context.Context) error
+	// Gatherer serves /metrics; nil serves no metrics.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the API's own metrics; may be nil.
+	Registerer prometheus.Registerer
+}
+
+type server struct {
+	svc      Service
+	log      *zap.Logger
+	opts     Options
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// NewHandler returns the coordinator's HTTP handler.
+func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
+	s := &server{
+		svc: svc, log: log, opts: opts,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lethe_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10),
+		}, []string{"route"}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(s.requests, s.latency)
+	}
+	mux := http.NewServeMux()
+	s.route(mux, "POST /v1/erasures", s.create)
+	s.route(mux, "GET /v1/erasures", s.list)
+	s.route(mux, "GET /v1/erasures/{id}", s.get)
+	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.route(mux, "GET /readyz", s.ready)
+	if opts.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint; see docs/api.md")
+	})
+	return mux
+}
+
+// statusRecorder remembers the status code written.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (s *server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h(rec, r)
+		s.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
+		s.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *server) create(w http.ResponseWriter, r *http.Request) {
+	var body CreateErasureRequest
+	if err := decodeStrict(w, r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, CodeInvalidArgument, err.Error())
+		return
+	}
+	req := jobs.Request{
+		AccountID:   body.AccountID,
+		Origin:      jobs.OriginAPI,
+		RequestedBy: body.RequestedBy,
+		Reason:      body.Reason,
+	}
+	if strings.TrimSpace(req.Reason) == "" {
+		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "reason is required: say why this erasure is requested (no personal data)")
+		return
+	}
+	j, created, err := s.svc.RequestErasure(r.Context(), req)
+	if err != nil {
+		s.serviceError(w, "request erasure", err)
+		return
+	}
+	out := jobView(j)
+	out.Created = &created
+	w.Header().Set("Location", "/v1/erasures/"+j.ID)
+	code := http.StatusAccepted
+	if !created {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, out)
+}
+
+func (s *server) get(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validJobID(id) {
+		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+		return
+	}
+	j, err := s.svc.Get(r.Context(), id)
+	if err != nil {
+		s.serviceError(w, "get job", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jobView(j))
+}
+
+func (s *server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "account_id", "status", "page_size", "page_token":
+		default:
+			writeError(w, http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token", k))
+			return
+		}
+	}
+	f := jobstore.Filter{AccountID: q.Get("account_id"), Status: jobs.Status(q.Get("status")), PageSize: DefaultPageSize, PageToken: q.Get("page_token")}
+	if f.AccountID != "" {
+		if err := jobs.ValidateAccountID(f.AccountID); err != nil {
+			writeError(w, http.StatusBadRequest, CodeInvalidArgument, err.Error())
+			return
+		}
+	}
+	if f.Status != "" && !f.Status.Valid() {
+		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "status must be running, completed or failed")
+		return
+	}
+	if ps := q.Get("page_size"); ps != "" {
+		n, err := strconv.Atoi(ps)
+		if err != nil || n < 1 || n > MaxPageSize {
+			writeError(w, http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("page_size must be a number from 1 to %d", MaxPageSize))
+			return
+		}
+		f.PageSize = n
+	}
+	list, next, err := s.svc.List(r.Context(), f)
+	if err != nil {
+		s.serviceError(w, "list jobs", err)
+		return
+	}
+	out := JobList{Jobs: make([]Job, 0, len(list)), NextPageToken: next}
+	for _, j := range list {
+		out.Jobs = append(out.Jobs, jobView(j))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *server) serviceError(w http.ResponseWriter, what string, err error) {
+	switch {
+	case errors.Is(err, jobs.ErrInvalid):
+		writeError(w, http.StatusBadRequest, CodeInvalidArgument, err.Error())
+	case errors.Is(err, jobs.ErrNotFound):
+		writeError(w, http.StatusNotFound, CodeNotFound, "no job with this id")
+	case errors.Is(err, jobstore.ErrBadPageToken):
+		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "page_token is not one this API returned")
+	default:
+		s.log.Error("api request failed", zap.String("operation", what), zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "the coordinator could not reach its state store or broker; retry the request (it is idempotent)")
+	}
+}
+
+// decodeStrict reads one JSON object with no unknown fields and no
+// trailing data.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return errors.New("content type must be application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return fmt.Errorf("body larger than %d bytes", MaxBodyBytes)
+		case errors.Is(err, io.EOF):
+			return errors.New("empty body: send a JSON object")
+		case errors.As(err, &se):
+			return fmt.Errorf("malformed JSON at byte %d", se.Offset)
+		case errors.As(err, &te):
+			return fmt.Errorf("field %q must be a %s", te.Field, te.Type)
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return fmt.Errorf("unknown field %s; allowed: account_id, requested_by, reason", strings.TrimPrefix(err.Error(), "json: unknown field "))
+		default:
+			return errors.New("malformed JSON body")
+		}
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func validJobID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i, c := range id {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func jobView(j *jobs.Job) Job {
+	out := Job{
+		ID: j.ID, AccountID: j.AccountID, Status: string(j.Status), Origin: string(j.Origin),
+		RequestedBy: j.RequestedBy, Reason: j.Reason, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
+		Deadline: j.Deadline, FinishedAt: j.FinishedAt, Error: j.Error, Tasks: make([]Task, 0, len(j.Tasks)),
+	}
+	for _, t := range j.Tasks {
+		out.Tasks = append(out.Tasks, Task{
+			Category: t.Category, Stage: t.Stage, Action: t.Action, Status: string(t.Status),
+			Generation: t.Generation, Attempts: t.Attempts, ItemsPurged: t.ItemsPurged,
+			Error: t.Error, ErrorCode: t.ErrorCode, DispatchedAt: t.DispatchedAt, FinishedAt: t.FinishedAt,
+		})
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, msg string) {
+	writeJSON(w, code, ErrorBody{Error: ErrorDetail{Code: errCode, Message: msg}})
+}

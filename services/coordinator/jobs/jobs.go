@@ -1,0 +1,384 @@
+// Package jobs is the erasure job domain: a job per account, one task per
+// (category, stage), and the rules by which reports move them. It holds no
+// I/O: the store loads a job, calls these methods, and saves the result
+// atomically, so every rule here is tested as plain Go.
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Status is a job's state.
+type Status string
+
+// Job statuses. A job starts running and ends completed or failed.
+const (
+	StatusRunning   Status = "running"
+	StatusCompleted Status = "completed"
+	StatusFailed    Status = "failed"
+)
+
+// Terminal reports whether no report can change the job any more.
+func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool { return s == StatusRunning || s.Terminal() }
+
+// TaskStatus is a task's state.
+type TaskStatus string
+
+// Task statuses: scheduled (waiting for its due time), dispatched (sent to
+// the worker), then succeeded or failed.
+const (
+	TaskScheduled  TaskStatus = "scheduled"
+	TaskDispatched TaskStatus = "dispatched"
+	TaskSucceeded  TaskStatus = "succeeded"
+	TaskFailed     TaskStatus = "failed"
+)
+
+// Terminal reports whether the task has its final outcome.
+func (s TaskStatus) Terminal() bool { return s == TaskSucceeded || s == TaskFailed }
+
+// Origin says who asked for an erasure.
+type Origin string
+
+// Origins.
+const (
+	OriginDashboard Origin = "dashboard"
+	OriginAPI       Origin = "api"
+)
+
+// TaskSpec is one step of the plan a job is created with.
+type TaskSpec struct {
+	Category string
+	Stage    string
+	Action   string
+	// After delays the task from the job's creation.
+	After time.Duration
+}
+
+// Task is one (category, stage) of a job.
+type Task struct {
+	Category     string     `json:"category"`
+	Stage        string     `json:"stage"`
+	Action       string     `json:"action"`
+	Status       TaskStatus `json:"status"`
+	Generation   uint32     `json:"generation"`
+	Attempts     uint32     `json:"attempts"`
+	ItemsPurged  int64      `json:"items_purged"`
+	Error        string     `json:"error,omitempty"`
+	ErrorCode    string     `json:"error_code,omitempty"`
+	DueAt        time.Time  `json:"due_at"`
+	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
+	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+}
+
+// Key names the task within its job.
+func (t *Task) Key() TaskKey { return TaskKey{Category: t.Category, Stage: t.Stage} }
+
+// TaskKey names a task within a job.
+type TaskKey struct {
+	Category string
+	Stage    string
+}
+
+func (k TaskKey) String() string { return k.Category + "/" + k.Stage }
+
+// Job is one erasure of one account.
+type Job struct {
+	ID          string     `json:"id"`
+	AccountID   string     `json:"account_id"`
+	Status      Status     `json:"status"`
+	Origin      Origin     `json:"origin"`
+	RequestedBy string     `json:"requested_by"`
+	Reason      string     `json:"reason"`
+	EventID     string     `json:"event_id,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	Deadline    time.Time  `json:"deadline"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	Tasks       []Task     `json:"tasks"`
+}
+
+// Errors callers decide on.
+var (
+	// ErrInvalid wraps every validation failure of a request.
+	ErrInvalid = errors.New("invalid erasure request")
+	// ErrUnknownTask means a report names a task the job does not have.
+	ErrUnknownTask = errors.New("no such task in job")
+	// ErrNotFound means there is no job with the id.
+	ErrNotFound = errors.New("job not found")
+)
+
+var (
+	accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	principalPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$`)
+)
+
+// ValidateAccountID checks that id is an internal account id: 1 to 128
+// letters, digits and . _ : - — which also keeps e-mail addresses out.
+func ValidateAccountID(id string) error {
+	if !accountIDPattern.MatchString(id) {
+		return fmt.Errorf("%w: account_id must be 1-128 letters, digits, '.', '_', ':' or '-' and start with a letter or digit (an internal id, never an e-mail address)", ErrInvalid)
+	}
+	return nil
+}
+
+// ValidatePrincipal checks a requested_by value.
+func ValidatePrincipal(p string) error {
+	if !principalPattern.MatchString(p) {
+		return fmt.Errorf("%w: requested_by must be a principal id of 1-128 letters, digits, '.', '_', ':', '/' or '-' (e.g. privacy:jdoe), never a name or an e-mail address", ErrInvalid)
+	}
+	return nil
+}
+
+// MaxReasonLen bounds a request's reason.
+const MaxReasonLen = 500
+
+// Request asks for the erasure of one account.
+type Request struct {
+	AccountID   string
+	Origin      Origin
+	RequestedBy string
+	Reason      string
+	// EventID identifies the dashboard event that asked, if any.
+	EventID string
+}
+
+// Validate checks the request.
+func (r Request) Validate() error {
+	if err := ValidateAccountID(r.AccountID); err != nil {
+		return err
+	}
+	if err := ValidatePrincipal(r.RequestedBy); err != nil {
+		return err
+	}
+	if r.Origin != OriginAPI && r.Origin != OriginDashboard {
+		return fmt.Errorf("%w: unknown origin %q", ErrInvalid, r.Origin)
+	}
+	if len(r.Reason) > MaxReasonLen {
+		return fmt.Errorf("%w: reason is longer than %d bytes", ErrInvalid, MaxReasonLen)
+	}
+	for _, c := range r.Reason {
+		if c < 0x20 && c != '\t' {
+			return fmt.Errorf("%w: reason contains control characters", ErrInvalid)
+		}
+	}
+	if len(r.EventID) > 128 {
+		return fmt.Errorf("%w: event_id is longer than 128 bytes", ErrInvalid)
+	}
+	return nil
+}
+
+// DeadlineFor is the legal deadline of a request made at t: one calendar
+// month (GDPR Art. 12(3)). Go's AddDate normalises 31 January + 1 month to
+// 3 March; the deadline is clamped to the last day of the next month
+// instead, as a month is counted in law.
+func DeadlineFor(t time.Time) time.Time {
+	t = t.UTC()
+	d := t.AddDate(0, 1, 0)
+	if d.Day() != t.Day() {
+		// Overflowed into the month after: go back to the end of next month.
+		d = d.AddDate(0, 0, -d.Day())
+	}
+	return d
+}
+
+// New creates a running job for a validated request with one task per plan
+// entry, due at now + After.
+func New(id string, req Request, plan []TaskSpec, now time.Time) (*Job, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	if id == "" {
+		return nil, fmt.Errorf("%w: empty job id", ErrInvalid)
+	}
+	if len(plan) == 0 {
+		return nil, fmt.Errorf("%w: empty plan", ErrInvalid)
+	}
+	now = now.UTC()
+	j := &Job{
+		ID:          id,
+		AccountID:   req.AccountID,
+		Status:      StatusRunning,
+		Origin:      req.Origin,
+		RequestedBy: req.RequestedBy,
+		Reason:      req.Reason,
+		EventID:     req.EventID,
+		CreatedAt:   now,
+		UpdatedAt:   now,
+		Deadline:    DeadlineFor(now),
+	}
+	seen := map[TaskKey]bool{}
+	for _, s := range plan {
+		k := TaskKey{s.Category, s.Stage}
+		if seen[k] {
+			return nil, fmt.Errorf("%w: plan lists %s twice", ErrInvalid, k)
+		}
+		seen[k] = true
+		j.Tasks = append(j.Tasks, Task{
+			Category:   s.Category,
+			Stage:      s.Stage,
+			Action:     s.Action,
+			Status:     TaskScheduled,
+			Generation: 1,
+			DueAt:      now.Add(s.After),
+		})
+	}
+	return j, nil
+}
+
+// Task returns the task named by k.
+func (j *Job) Task(k TaskKey) (*Task, error) {
+	for i := range j.Tasks {
+		if j.Tasks[i].Key() == k {
+			return &j.Tasks[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownTask, k)
+}
+
+// MarkDispatched records that generation gen of task k was published. It
+// reports false when there was nothing to change: the task has moved on
+// (a report already arrived) or belongs to another generation.
+func (j *Job) MarkDispatched(k TaskKey, gen uint32, at time.Time) (bool, error) {
+	t, err := j.Task(k)
+	if err != nil {
+		return false, err
+	}
+	if t.Generation != gen || t.Status != TaskScheduled {
+		return false, nil
+	}
+	at = at.UTC()
+	t.Status = TaskDispatched
+	t.DispatchedAt = &at
+	j.UpdatedAt = at
+	return true, nil
+}
+
+// Report is a worker's report as the domain sees it.
+type Report struct {
+	Task       TaskKey
+	Generation uint32
+	Succeeded  bool
+	Items      int64
+	ErrorCode  string
+	Error      string
+	Attempt    uint32
+	At         time.Time
+}
+
+// ReportResult says what applying a report did.
+type ReportResult string
+
+// Report results.
+const (
+	// ReportApplied: the task took the report's outcome.
+	ReportApplied ReportResult = "applied"
+	// ReportDuplicate: the task already had its outcome for this generation.
+	ReportDuplicate ReportResult = "duplicate"
+	// ReportStale: the report is of an older generation than the task.
+	ReportStale ReportResult = "stale"
+)
+
+// Effect is the outcome of ApplyReport.
+type Effect struct {
+	Result ReportResult
+	// Finished is true when this report ended the job.
+	Finished bool
+}
+
+// ApplyReport applies a worker's report. Applying the same report again,
+// or any report once its task has an outcome for that generation, changes
+// nothing (ReportDuplicate), so redelivered reports never double-count.
+// When every task has an outcome the job ends: completed if all
+// succeeded, failed otherwise, with the first failure as its error — never
+// completed with a failed task.
+func (j *Job) ApplyReport(r Report) (Effect, error) {
+	t, err := j.Task(r.Task)
+	if err != nil {
+		return Effect{}, err
+	}
+	switch {
+	case r.Generation < t.Generation:
+		return Effect{Result: ReportStale}, nil
+	case r.Generation > t.Generation:
+		// A generation the coordinator never dispatched.
+		return Effect{}, fmt.Errorf("%w: %s generation %d, job has %d", ErrUnknownTask, r.Task, r.Generation, t.Generation)
+	case t.Status.Terminal():
+		return Effect{Result: ReportDuplicate}, nil
+	}
+	at := r.At.UTC()
+	t.Attempts = max(t.Attempts, r.Attempt)
+	t.FinishedAt = &at
+	if t.DispatchedAt == nil {
+		// The dispatch mark was lost (a crash after publishing); the
+		// report proves the dispatch.
+		t.DispatchedAt = &at
+	}
+	if r.Succeeded {
+		t.Status = TaskSucceeded
+		t.ItemsPurged = r.Items
+		t.Error, t.ErrorCode = "", ""
+	} else {
+		t.Status = TaskFailed
+		t.ItemsPurged = r.Items
+		t.ErrorCode = r.ErrorCode
+		t.Error = r.Error
+		if t.Error == "" {
+			t.Error = "the worker reported a failure without a reason"
+		}
+	}
+	j.UpdatedAt = at
+	eff := Effect{Result: ReportApplied}
+	if !j.Status.Terminal() && j.allTerminal() {
+		j.finish(at)
+		eff.Finished = true
+	}
+	return eff, nil
+}
+
+func (j *Job) allTerminal() bool {
+	for i := range j.Tasks {
+		if !j.Tasks[i].Status.Terminal() {
+			return false
+		}
+	}
+	return true
+}
+
+func (j *Job) finish(at time.Time) {
+	j.Status = StatusCompleted
+	j.Error = ""
+	for i := range j.Tasks {
+		if t := &j.Tasks[i]; t.Status == TaskFailed {
+			j.Status = StatusFailed
+			j.Error = fmt.Sprintf("%s failed: %s", t.Key(), t.Error)
+			break
+		}
+	}
+	j.FinishedAt = &at
+}
+
+// ItemsPurged sums the items of every task.
+func (j *Job) ItemsPurged() int64 {
+	var n int64
+	for i := range j.Tasks {
+		n += j.Tasks[i].ItemsPurged
+	}
+	return n
+}
+
+// GenerationSum changes whenever a task is re-dispatched as a new
+// generation; event ids that must differ per replay include it.
+func (j *Job) GenerationSum() uint64 {
+	var n uint64
+	for i := range j.Tasks {
+		n += uint64(j.Tasks[i].Generation)
+	}
+	return n
+}

@@ -1,0 +1,266 @@
+package jobs
+
+import (
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+
+func plan(cats ...string) []TaskSpec {
+	var p []TaskSpec
+	for _, c := range cats {
+		p = append(p, TaskSpec{Category: c, Stage: "erase", Action: "delete"})
+	}
+	return p
+}
+
+func newJob(t *testing.T, cats ...string) *Job {
+	t.Helper()
+	j, err := New("job-1", Request{AccountID: "acc-1", Origin: OriginAPI, RequestedBy: "privacy:test", Reason: "test"}, plan(cats...), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func ok(cat string, gen uint32, items int64) Report {
+	return Report{Task: TaskKey{cat, "erase"}, Generation: gen, Succeeded: true, Items: items, Attempt: 1, At: t0.Add(time.Second)}
+}
+
+func fail(cat string, gen uint32, msg string) Report {
+	return Report{Task: TaskKey{cat, "erase"}, Generation: gen, ErrorCode: "permanent", Error: msg, Attempt: 2, At: t0.Add(time.Second)}
+}
+
+func TestRequestValidation(t *testing.T) {
+	valid := Request{AccountID: "acc-000123", Origin: OriginDashboard, RequestedBy: "dashboard", Reason: "account deleted"}
+	tests := []struct {
+		name    string
+		give    func(r *Request)
+		wantErr string
+	}{
+		{"valid", func(*Request) {}, ""},
+		{"empty account", func(r *Request) { r.AccountID = "" }, "account_id"},
+		{"e-mail as account", func(r *Request) { r.AccountID = "alice@example.com" }, "account_id"},
+		{"account too long", func(r *Request) { r.AccountID = strings.Repeat("a", 129) }, "account_id"},
+		{"account with space", func(r *Request) { r.AccountID = "acc 1" }, "account_id"},
+		{"no principal", func(r *Request) { r.RequestedBy = "" }, "requested_by"},
+		{"e-mail as principal", func(r *Request) { r.RequestedBy = "bob@example.com" }, "requested_by"},
+		{"unknown origin", func(r *Request) { r.Origin = "fax" }, "origin"},
+		{"reason too long", func(r *Request) { r.Reason = strings.Repeat("x", MaxReasonLen+1) }, "reason"},
+		{"control chars in reason", func(r *Request) { r.Reason = "a\x00b" }, "reason"},
+		{"event id too long", func(r *Request) { r.EventID = strings.Repeat("e", 129) }, "event_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := valid
+			tt.give(&r)
+			err := r.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want ErrInvalid mentioning %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "@example.com") {
+				t.Errorf("error echoes the personal value: %v", err)
+			}
+		})
+	}
+}
+
+func TestDeadlineIsOneCalendarMonth(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"2026-11-29T10:00:00Z", "2026-12-29T10:00:00Z"},
+		{"2026-01-31T08:00:00Z", "2026-02-28T08:00:00Z"},
+		{"2028-01-31T08:00:00Z", "2028-02-29T08:00:00Z"},
+		{"2026-03-31T00:00:00Z", "2026-04-30T00:00:00Z"},
+		{"2026-12-15T23:59:59Z", "2027-01-15T23:59:59Z"},
+	}
+	for _, tt := range tests {
+		give, _ := time.Parse(time.RFC3339, tt.give)
+		if got := DeadlineFor(give).Format(time.RFC3339); got != tt.want {
+			t.Errorf("DeadlineFor(%s) = %s, want %s", tt.give, got, tt.want)
+		}
+	}
+}
+
+func TestNew(t *testing.T) {
+	j := newJob(t, "contacts", "logs")
+	if j.Status != StatusRunning || len(j.Tasks) != 2 || j.Tasks[0].Status != TaskScheduled || j.Tasks[0].Generation != 1 || !j.Tasks[0].DueAt.Equal(t0) {
+		t.Fatalf("new job = %+v", j)
+	}
+	if _, err := New("j", Request{AccountID: "a", Origin: OriginAPI, RequestedBy: "p"}, nil, t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty plan: %v, want ErrInvalid", err)
+	}
+	dup := append(plan("contacts"), plan("contacts")...)
+	if _, err := New("j", Request{AccountID: "a", Origin: OriginAPI, RequestedBy: "p"}, dup, t0); !errors.Is(err, ErrInvalid) {
+		t.Errorf("duplicate task: %v, want ErrInvalid", err)
+	}
+}
+
+func TestApplyReport(t *testing.T) {
+	tests := []struct {
+		name       string
+		cats       []string
+		reports    []Report
+		wantStatus Status
+		wantLast   ReportResult
+		wantItems  int64
+		wantErr    error
+		wantError  string
+	}{
+		{
+			name: "all succeed: completed", cats: []string{"contacts", "logs"},
+			reports:    []Report{ok("contacts", 1, 10), ok("logs", 1, 5)},
+			wantStatus: StatusCompleted, wantLast: ReportApplied, wantItems: 15,
+		},
+		{
+			name: "one of two reported: still running", cats: []string{"contacts", "logs"},
+			reports:    []Report{ok("contacts", 1, 10)},
+			wantStatus: StatusRunning, wantLast: ReportApplied, wantItems: 10,
+		},
+		{
+			name: "duplicate success counts once", cats: []string{"contacts", "logs"},
+			reports:    []Report{ok("contacts", 1, 10), ok("contacts", 1, 10)},
+			wantStatus: StatusRunning, wantLast: ReportDuplicate, wantItems: 10,
+		},
+		{
+			name: "a failure makes the job failed, never completed", cats: []string{"contacts", "logs"},
+			reports:    []Report{ok("contacts", 1, 10), fail("logs", 1, "disk full")},
+			wantStatus: StatusFailed, wantLast: ReportApplied, wantItems: 10, wantError: "logs/erase failed: disk full",
+		},
+		{
+			name: "success after failure of same generation is a duplicate", cats: []string{"contacts"},
+			reports:    []Report{fail("contacts", 1, "x"), ok("contacts", 1, 3)},
+			wantStatus: StatusFailed, wantLast: ReportDuplicate, wantError: "contacts/erase failed: x",
+		},
+		{
+			name: "stale generation is ignored", cats: []string{"contacts"},
+			reports:    []Report{ok("contacts", 0, 3)},
+			wantStatus: StatusRunning, wantLast: ReportStale,
+		},
+		{
+			name: "future generation is rejected", cats: []string{"contacts"},
+			reports:    []Report{ok("contacts", 2, 3)},
+			wantStatus: StatusRunning, wantErr: ErrUnknownTask,
+		},
+		{
+			name: "unknown category is rejected", cats: []string{"contacts"},
+			reports:    []Report{ok("billing", 1, 3)},
+			wantStatus: StatusRunning, wantErr: ErrUnknownTask,
+		},
+		{
+			name: "zero items is success", cats: []string{"contacts"},
+			reports:    []Report{ok("contacts", 1, 0)},
+			wantStatus: StatusCompleted, wantLast: ReportApplied,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := newJob(t, tt.cats...)
+			var eff Effect
+			var err error
+			for _, r := range tt.reports {
+				eff, err = j.ApplyReport(r)
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("last ApplyReport error = %v, want %v", err, tt.wantErr)
+			}
+			if j.Status != tt.wantStatus || eff.Result != tt.wantLast || j.ItemsPurged() != tt.wantItems || j.Error != tt.wantError {
+				t.Errorf("status %s result %s items %d error %q; want %s %s %d %q",
+					j.Status, eff.Result, j.ItemsPurged(), j.Error, tt.wantStatus, tt.wantLast, tt.wantItems, tt.wantError)
+			}
+			if j.Status.Terminal() != (j.FinishedAt != nil) {
+				t.Errorf("finished_at set = %v for status %s", j.FinishedAt != nil, j.Status)
+			}
+		})
+	}
+}
+
+func TestMarkDispatched(t *testing.T) {
+	j := newJob(t, "contacts")
+	k := TaskKey{"contacts", "erase"}
+	if changed, err := j.MarkDispatched(k, 1, t0); err != nil || !changed {
+		t.Fatalf("first mark: %v %v", changed, err)
+	}
+	if changed, _ := j.MarkDispatched(k, 1, t0); changed {
+		t.Error("second mark changed the job")
+	}
+	if _, err := j.ApplyReport(ok("contacts", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if changed, _ := j.MarkDispatched(k, 1, t0); changed || j.Tasks[0].Status != TaskSucceeded {
+		t.Error("a late dispatch mark moved a finished task back")
+	}
+	if _, err := j.MarkDispatched(TaskKey{"nope", "erase"}, 1, t0); !errors.Is(err, ErrUnknownTask) {
+		t.Errorf("unknown task: %v", err)
+	}
+}
+
+// TestInvariantsUnderRandomReports applies random sequences of reports,
+// duplicates and dispatch marks and checks what must always hold.
+func TestInvariantsUnderRandomReports(t *testing.T) {
+	cats := []string{"contacts", "logs", "billing", "backups"}
+	for seed := range uint64(2000) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		j := newJob(t, cats...)
+		firstOutcome := map[string]TaskStatus{}
+		for range rng.IntN(20) {
+			c := cats[rng.IntN(len(cats))]
+			if rng.IntN(4) == 0 {
+				_, _ = j.MarkDispatched(TaskKey{c, "erase"}, 1, t0)
+				continue
+			}
+			var r Report
+			if rng.IntN(3) == 0 {
+				r = fail(c, 1, "boom")
+			} else {
+				r = ok(c, 1, int64(rng.IntN(100)))
+			}
+			eff, err := j.ApplyReport(r)
+			if err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+			if _, seen := firstOutcome[c]; !seen {
+				if eff.Result != ReportApplied {
+					t.Fatalf("seed %d: first report of %s was %s", seed, c, eff.Result)
+				}
+				firstOutcome[c] = j.Tasks[indexOf(cats, c)].Status
+			} else if eff.Result != ReportDuplicate {
+				t.Fatalf("seed %d: repeated report of %s was %s", seed, c, eff.Result)
+			}
+		}
+		anyFailed, allDone := false, true
+		for i, tk := range j.Tasks {
+			if want, seen := firstOutcome[cats[i]]; seen && tk.Status != want {
+				t.Fatalf("seed %d: %s changed outcome from %s to %s", seed, cats[i], want, tk.Status)
+			}
+			anyFailed = anyFailed || tk.Status == TaskFailed
+			allDone = allDone && tk.Status.Terminal()
+		}
+		switch {
+		case !allDone && j.Status != StatusRunning:
+			t.Fatalf("seed %d: job %s with unfinished tasks", seed, j.Status)
+		case allDone && anyFailed && j.Status != StatusFailed:
+			t.Fatalf("seed %d: job %s with a failed task", seed, j.Status)
+		case allDone && !anyFailed && j.Status != StatusCompleted:
+			t.Fatalf("seed %d: job %s with every task succeeded", seed, j.Status)
+		}
+	}
+}
+
+func indexOf(s []string, v string) int {
+	for i := range s {
+		if s[i] == v {
+			return i
+		}
+	}
+	return -1
+}
