@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-privacy/lethe/services/coordinator/httpapi"
+	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 )
 
 var (
@@ -68,7 +68,7 @@ func TestWorkerProcessKilledMidPurgeIsRedeliveredAndCompletes(t *testing.T) {
 
 	// Tiny batches make the purge take long enough to be killed half-way.
 	first := p.startWorkerProcess(t, bin, "-batch-size", "20")
-	code, body := p.call(t, "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "acc-big", RequestedBy: "privacy:ops", Reason: "crash test"})
+	code, body := p.call(t, "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-big", RequestedBy: "privacy:ops", Reason: "crash test"})
 	if code != http.StatusAccepted {
 		t.Fatalf("POST = %d %s", code, body)
 	}
@@ -91,7 +91,7 @@ func TestWorkerProcessKilledMidPurgeIsRedeliveredAndCompletes(t *testing.T) {
 
 	p.startWorkerProcess(t, bin)
 	j := p.waitJob(t, "acc-big", 60*time.Second)
-	if j.Status != httpapi.JobCompleted || j.Tasks[0].Attempts != 2 {
+	if j.Status != apiv1.JobCompleted || j.Tasks[0].Attempts != 2 {
 		t.Fatalf("job = %s after %d attempts, want completed on the second delivery", j.Status, j.Tasks[0].Attempts)
 	}
 	if left := p.footprint(t, "acc-big"); left != 0 {

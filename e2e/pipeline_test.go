@@ -23,8 +23,8 @@ import (
 	accountsv1 "github.com/lethe-privacy/lethe/proto/accounts/v1"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/contacts/contactstore"
+	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/app"
-	"github.com/lethe-privacy/lethe/services/coordinator/httpapi"
 )
 
 // pipeline is a running coordinator over real NATS, Redis and PostgreSQL.
@@ -160,13 +160,13 @@ func (p *pipeline) call(t *testing.T, method, path string, body any) (int, []byt
 	return resp.StatusCode, out
 }
 
-func (p *pipeline) jobsOf(t *testing.T, account string) []httpapi.Job {
+func (p *pipeline) jobsOf(t *testing.T, account string) []apiv1.Job {
 	t.Helper()
 	code, body := p.call(t, "GET", "/v1/erasures?account_id="+account, nil)
 	if code != http.StatusOK {
 		t.Fatalf("list: %d %s", code, body)
 	}
-	var l httpapi.JobList
+	var l apiv1.JobList
 	if err := json.Unmarshal(body, &l); err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +174,12 @@ func (p *pipeline) jobsOf(t *testing.T, account string) []httpapi.Job {
 }
 
 // waitJob polls until the account has a job in a terminal state.
-func (p *pipeline) waitJob(t *testing.T, account string, within time.Duration) httpapi.Job {
+func (p *pipeline) waitJob(t *testing.T, account string, within time.Duration) apiv1.Job {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		js := p.jobsOf(t, account)
-		if len(js) > 0 && (js[0].Status == httpapi.JobCompleted || js[0].Status == httpapi.JobFailed) {
+		if len(js) > 0 && (js[0].Status == apiv1.JobCompleted || js[0].Status == apiv1.JobFailed) {
 			return js[0]
 		}
 		if time.Now().After(deadline) {
@@ -230,10 +230,10 @@ func TestAccountDeletedEventErasesTheAccountAndOnlyIt(t *testing.T) {
 	p.publishEvent(t, &accountsv1.AccountDeleted{EventId: "evt-1", AccountId: "acc-2", DeletedAt: timestamppb.Now(), RequestedBy: "customer:acc-2", Reason: "closed account"})
 
 	j := p.waitJob(t, "acc-2", 30*time.Second)
-	if j.Status != httpapi.JobCompleted || j.Origin != "dashboard" || j.RequestedBy != "customer:acc-2" {
+	if j.Status != apiv1.JobCompleted || j.Origin != "dashboard" || j.RequestedBy != "customer:acc-2" {
 		t.Fatalf("job = %+v, want completed from the dashboard", j)
 	}
-	if len(j.Tasks) != 1 || j.Tasks[0].Status != httpapi.TaskSucceeded || j.Tasks[0].ItemsPurged != before["acc-2"] || j.Tasks[0].Attempts != 1 {
+	if len(j.Tasks) != 1 || j.Tasks[0].Status != apiv1.TaskSucceeded || j.Tasks[0].ItemsPurged != before["acc-2"] || j.Tasks[0].Attempts != 1 {
 		t.Errorf("tasks = %+v, want one succeeded task that purged %d items", j.Tasks, before["acc-2"])
 	}
 	if n := p.footprint(t, "acc-2"); n != 0 {
@@ -281,8 +281,8 @@ func TestRepeatedEventsAndRequestsMakeOneJob(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	code, body := p.call(t, "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "acc-dup", RequestedBy: "privacy:ops", Reason: "duplicate check"})
-	var j httpapi.Job
+	code, body := p.call(t, "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-dup", RequestedBy: "privacy:ops", Reason: "duplicate check"})
+	var j apiv1.Job
 	_ = json.Unmarshal(body, &j)
 	if code != http.StatusOK || j.Created == nil || *j.Created {
 		t.Errorf("POST for an account with an active job = %d %s, want 200 with created=false", code, body)
@@ -333,7 +333,7 @@ func TestMalformedEventIsRejectedVisiblyAndDoesNotBlock(t *testing.T) {
 	}
 	p.publishEvent(t, &accountsv1.AccountDeleted{EventId: "evt-ok", AccountId: "acc-ok"})
 
-	if j := p.waitJob(t, "acc-ok", 30*time.Second); j.Status != httpapi.JobCompleted {
+	if j := p.waitJob(t, "acc-ok", 30*time.Second); j.Status != apiv1.JobCompleted {
 		t.Fatalf("the valid event behind the bad ones: job %s", j.Status)
 	}
 	s, err := p.js.Stream(ctx, erasurev1.RejectedStream)
@@ -407,9 +407,9 @@ func TestDuplicateReportIsNotCountedTwice(t *testing.T) {
 	}
 	waitConsumed(t, p.js, erasurev1.ReportsStream, erasurev1.ReportsConsumer)
 	code, body := p.call(t, "GET", "/v1/erasures/"+j.ID, nil)
-	var after httpapi.Job
+	var after apiv1.Job
 	_ = json.Unmarshal(body, &after)
-	if code != 200 || after.Status != httpapi.JobCompleted || after.Tasks[0].ItemsPurged != want || after.Tasks[0].Attempts != 1 {
+	if code != 200 || after.Status != apiv1.JobCompleted || after.Tasks[0].ItemsPurged != want || after.Tasks[0].Attempts != 1 {
 		t.Errorf("after duplicate reports: %d %+v, want unchanged (%d items, 1 attempt)", code, after, want)
 	}
 	metrics, _ := metric(t, p.api, "lethe_reports_total")
@@ -440,12 +440,12 @@ func TestFailedTaskFailsTheJobWithTheReason(t *testing.T) {
 	p := startPipeline(t)
 	p.startWorker(t, failingPurger{p.contacts})
 	p.seed(t, 50, "acc-fail")
-	code, body := p.call(t, "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "acc-fail", RequestedBy: "privacy:ops", Reason: "ticket PRIV-1"})
+	code, body := p.call(t, "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-fail", RequestedBy: "privacy:ops", Reason: "ticket PRIV-1"})
 	if code != http.StatusAccepted {
 		t.Fatalf("POST = %d %s", code, body)
 	}
 	j := p.waitJob(t, "acc-fail", 30*time.Second)
-	if j.Status != httpapi.JobFailed || j.Tasks[0].Status != httpapi.TaskFailed || j.Tasks[0].ErrorCode != "refused" || j.Error == "" {
+	if j.Status != apiv1.JobFailed || j.Tasks[0].Status != apiv1.TaskFailed || j.Tasks[0].ErrorCode != "refused" || j.Error == "" {
 		t.Errorf("job = %+v, want failed with the worker's reason", j)
 	}
 	if p.footprint(t, "acc-fail") == 0 {
@@ -462,10 +462,10 @@ func TestAPI(t *testing.T) {
 		wantCode           int
 		wantErrCode        string
 	}{
-		{"create", "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "acc-api", RequestedBy: "privacy:ops", Reason: "DSR by mail"}, 202, ""},
-		{"create again", "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "acc-api", RequestedBy: "privacy:ops", Reason: "DSR by mail"}, 200, ""},
-		{"e-mail as account", "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "a@b.example", RequestedBy: "privacy:ops", Reason: "x"}, 400, "invalid_argument"},
-		{"missing reason", "POST", "/v1/erasures", httpapi.CreateErasureRequest{AccountID: "acc-x", RequestedBy: "privacy:ops"}, 400, "invalid_argument"},
+		{"create", "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-api", RequestedBy: "privacy:ops", Reason: "DSR by mail"}, 202, ""},
+		{"create again", "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-api", RequestedBy: "privacy:ops", Reason: "DSR by mail"}, 200, ""},
+		{"e-mail as account", "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "a@b.example", RequestedBy: "privacy:ops", Reason: "x"}, 400, "invalid_argument"},
+		{"missing reason", "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-x", RequestedBy: "privacy:ops"}, 400, "invalid_argument"},
 		{"unknown field", "POST", "/v1/erasures", map[string]string{"account_id": "acc-x", "requested_by": "p", "reason": "r", "email": "x"}, 400, "invalid_argument"},
 		{"wrong type", "POST", "/v1/erasures", map[string]any{"account_id": 7, "requested_by": "p", "reason": "r"}, 400, "invalid_argument"},
 		{"unknown job", "GET", "/v1/erasures/01890000-0000-7000-8000-000000000000", nil, 404, "not_found"},
@@ -485,7 +485,7 @@ func TestAPI(t *testing.T) {
 			continue
 		}
 		if tt.wantErrCode != "" {
-			var e httpapi.ErrorBody
+			var e apiv1.ErrorBody
 			if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != tt.wantErrCode || e.Error.Message == "" {
 				t.Errorf("%s: error body %s, want code %q with a message", tt.name, body, tt.wantErrCode)
 			}
@@ -496,9 +496,8 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("jobs of acc-api: %+v", jobs)
 	}
 	code, body := p.call(t, "GET", "/v1/erasures/"+jobs[0].ID, nil)
-	var j httpapi.Job
+	var j apiv1.Job
 	if err := json.Unmarshal(body, &j); err != nil || code != 200 || j.AccountID != "acc-api" || len(j.Tasks) != 1 || j.Deadline.Sub(j.CreatedAt) < 28*24*time.Hour {
 		t.Errorf("GET job = %d %s", code, body)
 	}
 }
-

@@ -348,8 +348,10 @@ func (r *Runtime) purgeWithRetry(ctx context.Context, task Task) (Result, error)
 	err := backoff.Retry(func() error {
 		attemptCtx, cancel := context.WithTimeout(ctx, r.cfg.PurgeTimeout)
 		defer cancel()
-		var err error
-		res, err = r.purger.Purge(attemptCtx, task)
+		// A failed attempt may have removed part of the data; its count is
+		// kept so the report covers every attempt of this delivery.
+		part, err := r.purger.Purge(attemptCtx, task)
+		res.ItemsPurged += part.ItemsPurged
 		if err != nil && IsPermanent(err) {
 			return backoff.Permanent(err)
 		}

@@ -1,4 +1,4 @@
 // Package httpapi is the coordinator's HTTP port: the JSON API under
-// /v1/erasures, health and readiness probes and metrics. The request and
-// response shapes in types.go are shared with erasectl.
+// /v1/erasures (shapes in package apiv1), health and readiness probes and
+// metrics.
 package httpapi

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
 )
@@ -79,7 +80,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint; see docs/api.md")
+		writeError(w, http.StatusNotFound, apiv1.CodeNotFound, "no such endpoint; see docs/api.md")
 	})
 	return mux
 }
@@ -106,9 +107,9 @@ func (s *server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
 }
 
 func (s *server) create(w http.ResponseWriter, r *http.Request) {
-	var body CreateErasureRequest
+	var body apiv1.CreateErasureRequest
 	if err := decodeStrict(w, r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidArgument, err.Error())
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, err.Error())
 		return
 	}
 	req := jobs.Request{
@@ -118,7 +119,7 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 		Reason:      body.Reason,
 	}
 	if strings.TrimSpace(req.Reason) == "" {
-		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "reason is required: say why this erasure is requested (no personal data)")
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "reason is required: say why this erasure is requested (no personal data)")
 		return
 	}
 	j, created, err := s.svc.RequestErasure(r.Context(), req)
@@ -139,7 +140,7 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 func (s *server) get(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !validJobID(id) {
-		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
 		return
 	}
 	j, err := s.svc.Get(r.Context(), id)
@@ -156,25 +157,25 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		switch k {
 		case "account_id", "status", "page_size", "page_token":
 		default:
-			writeError(w, http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token", k))
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token", k))
 			return
 		}
 	}
 	f := jobstore.Filter{AccountID: q.Get("account_id"), Status: jobs.Status(q.Get("status")), PageSize: DefaultPageSize, PageToken: q.Get("page_token")}
 	if f.AccountID != "" {
 		if err := jobs.ValidateAccountID(f.AccountID); err != nil {
-			writeError(w, http.StatusBadRequest, CodeInvalidArgument, err.Error())
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, err.Error())
 			return
 		}
 	}
 	if f.Status != "" && !f.Status.Valid() {
-		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "status must be running, completed or failed")
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "status must be running, completed or failed")
 		return
 	}
 	if ps := q.Get("page_size"); ps != "" {
 		n, err := strconv.Atoi(ps)
 		if err != nil || n < 1 || n > MaxPageSize {
-			writeError(w, http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("page_size must be a number from 1 to %d", MaxPageSize))
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("page_size must be a number from 1 to %d", MaxPageSize))
 			return
 		}
 		f.PageSize = n
@@ -184,7 +185,7 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 		s.serviceError(w, "list jobs", err)
 		return
 	}
-	out := JobList{Jobs: make([]Job, 0, len(list)), NextPageToken: next}
+	out := apiv1.JobList{Jobs: make([]apiv1.Job, 0, len(list)), NextPageToken: next}
 	for _, j := range list {
 		out.Jobs = append(out.Jobs, jobView(j))
 	}
@@ -196,7 +197,7 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.opts.Ready(ctx); err != nil {
-			writeError(w, http.StatusServiceUnavailable, CodeUnavailable, err.Error())
+			writeError(w, http.StatusServiceUnavailable, apiv1.CodeUnavailable, err.Error())
 			return
 		}
 	}
@@ -206,14 +207,14 @@ func (s *server) ready(w http.ResponseWriter, r *http.Request) {
 func (s *server) serviceError(w http.ResponseWriter, what string, err error) {
 	switch {
 	case errors.Is(err, jobs.ErrInvalid):
-		writeError(w, http.StatusBadRequest, CodeInvalidArgument, err.Error())
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, err.Error())
 	case errors.Is(err, jobs.ErrNotFound):
-		writeError(w, http.StatusNotFound, CodeNotFound, "no job with this id")
+		writeError(w, http.StatusNotFound, apiv1.CodeNotFound, "no job with this id")
 	case errors.Is(err, jobstore.ErrBadPageToken):
-		writeError(w, http.StatusBadRequest, CodeInvalidArgument, "page_token is not one this API returned")
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "page_token is not one this API returned")
 	default:
 		s.log.Error("api request failed", zap.String("operation", what), zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "the coordinator could not reach its state store or broker; retry the request (it is idempotent)")
+		writeError(w, http.StatusServiceUnavailable, apiv1.CodeUnavailable, "the coordinator could not reach its state store or broker; retry the request (it is idempotent)")
 	}
 }
 
@@ -268,14 +269,14 @@ func validJobID(id string) bool {
 	return true
 }
 
-func jobView(j *jobs.Job) Job {
-	out := Job{
+func jobView(j *jobs.Job) apiv1.Job {
+	out := apiv1.Job{
 		ID: j.ID, AccountID: j.AccountID, Status: string(j.Status), Origin: string(j.Origin),
 		RequestedBy: j.RequestedBy, Reason: j.Reason, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
-		Deadline: j.Deadline, FinishedAt: j.FinishedAt, Error: j.Error, Tasks: make([]Task, 0, len(j.Tasks)),
+		Deadline: j.Deadline, FinishedAt: j.FinishedAt, Error: j.Error, Tasks: make([]apiv1.Task, 0, len(j.Tasks)),
 	}
 	for _, t := range j.Tasks {
-		out.Tasks = append(out.Tasks, Task{
+		out.Tasks = append(out.Tasks, apiv1.Task{
 			Category: t.Category, Stage: t.Stage, Action: t.Action, Status: string(t.Status),
 			Generation: t.Generation, Attempts: t.Attempts, ItemsPurged: t.ItemsPurged,
 			Error: t.Error, ErrorCode: t.ErrorCode, DispatchedAt: t.DispatchedAt, FinishedAt: t.FinishedAt,
@@ -292,5 +293,5 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, errCode, msg string) {
-	writeJSON(w, code, ErrorBody{Error: ErrorDetail{Code: errCode, Message: msg}})
+	writeJSON(w, code, apiv1.ErrorBody{Error: apiv1.ErrorDetail{Code: errCode, Message: msg}})
 }

@@ -1,8 +1,9 @@
-package httpapi
+// Package apiv1 is the JSON contract of the coordinator's HTTP API, version 1:
+// the request and response shapes, error codes and statuses. It imports
+// nothing else so that clients such as erasectl can use it cheaply.
+package apiv1
 
 import "time"
-
-// The JSON shapes of the coordinator's HTTP API, shared with erasectl.
 
 // CreateErasureRequest is the body of POST /v1/erasures.
 type CreateErasureRequest struct {

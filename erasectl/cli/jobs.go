@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/lethe-privacy/lethe/erasectl/apiclient"
+	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
+)
+
+// maxIDLen bounds account and job ids given on the command line, as the
+// contacts store does.
+const maxIDLen = 200
+
+// validateID checks an account or job id given on the command line: present,
+// not absurdly long, free of spaces and control characters, and not an e-mail
+// address. The error never repeats the id: a mistyped one may be personal
+// data (a name, an address).
+func validateID(what, id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("empty %s", what)
+	case len(id) > maxIDLen:
+		return fmt.Errorf("%s longer than %d bytes", what, maxIDLen)
+	case strings.ContainsRune(id, '@'):
+		return fmt.Errorf("%s contains '@': give the internal id, not an e-mail address", what)
+	case strings.IndexFunc(id, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return fmt.Errorf("%s contains spaces or control characters", what)
+	}
+	return nil
+}
+
+// api returns a client of the configured coordinator.
+func (p *program) api() (*apiclient.Client, error) {
+	c, err := apiclient.New(p.cfg.apiURL, apiclient.WithHTTPClient(p.httpClient), apiclient.WithUserAgent("erasectl/"+buildVersion()))
+	if err != nil {
+		return nil, usageErrorf("--api-url / %s: %v", EnvAPIURL, err)
+	}
+	return c, nil
+}
+
+// apiError gives an error of the API client its exit code and a message that
+// says what to do next. jobID names the job asked for, if any.
+func (p *program) apiError(err error, jobID string) error {
+	var (
+		ue *apiclient.UnreachableError
+		ae *apiclient.APIError
+	)
+	switch {
+	case errors.As(err, &ue):
+		return withCode(ExitUnavailable, fmt.Errorf(
+			"cannot reach the coordinator at %s (%v): is it running? start it with scripts/demo, or set %s",
+			ue.URL, ue.Err, EnvAPIURL))
+	case errors.As(err, &ae):
+		switch {
+		// Only the job route answers "not found" for a thing that does not
+		// exist; a 404 anywhere else means the URL is not the API's.
+		case ae.Status == http.StatusNotFound && ae.Code == apiv1.CodeNotFound && jobID != "":
+			return withCode(ExitNotFound, fmt.Errorf("no such job %s", jobID))
+		case ae.Status == http.StatusNotFound:
+			return withCode(ExitUnavailable, fmt.Errorf(
+				"%s does not serve the erasure API (%v): is %s the coordinator's address?",
+				redactURL(p.cfg.apiURL), err, EnvAPIURL))
+		case ae.Status == http.StatusBadRequest:
+			return withCode(ExitUsage, fmt.Errorf("the coordinator rejected the request: %s", ae.Message))
+		case ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusBadGateway || ae.Status == http.StatusGatewayTimeout:
+			return withCode(ExitUnavailable, fmt.Errorf(
+				"the coordinator is up but cannot serve (%v): check that Redis and NATS are running", err))
+		}
+	}
+	return err
+}
+
+// taskCounts counts a job's tasks that have ended (succeeded or failed) and
+// its tasks in all.
+func taskCounts(job apiv1.Job) (done, total int) {
+	for _, t := range job.Tasks {
+		if t.Status == apiv1.TaskSucceeded || t.Status == apiv1.TaskFailed {
+			done++
+		}
+	}
+	return done, len(job.Tasks)
+}
+
+// jobEnded reports whether a job has reached a final status.
+func jobEnded(job apiv1.Job) bool {
+	return job.Status == apiv1.JobCompleted || job.Status == apiv1.JobFailed
+}
+
+// writeJob prints a job's header and, with tasks, its task table.
+func writeJob(w io.Writer, job apiv1.Job, tasks bool) error {
+	fields := [][2]string{
+		{"job", job.ID},
+		{"account", job.AccountID},
+		{"status", job.Status},
+	}
+	if job.Created != nil {
+		created := "no, the account's active job was returned"
+		if *job.Created {
+			created = "yes"
+		}
+		fields = append(fields, [2]string{"created", created})
+	}
+	done, total := taskCounts(job)
+	fields = append(fields,
+		[2]string{"tasks", fmt.Sprintf("%d/%d done", done, total)},
+		[2]string{"origin", job.Origin},
+		[2]string{"requested by", job.RequestedBy},
+		[2]string{"reason", job.Reason},
+		[2]string{"created at", formatTime(job.CreatedAt)},
+		[2]string{"updated at", formatTime(job.UpdatedAt)},
+		[2]string{"deadline", formatTime(job.Deadline)},
+	)
+	if job.FinishedAt != nil {
+		fields = append(fields, [2]string{"finished at", formatTimePtr(job.FinishedAt)})
+	}
+	if job.Error != "" {
+		fields = append(fields, [2]string{"error", job.Error})
+	}
+	if err := writeFields(w, fields); err != nil {
+		return err
+	}
+	if !tasks {
+		return nil
+	}
+	io.WriteString(w, "\n")
+	if len(job.Tasks) == 0 {
+		_, err := io.WriteString(w, "no tasks\n")
+		return err
+	}
+	t := newTable("CATEGORY", "STAGE", "ACTION", "STATUS", "ATTEMPTS", "ITEMS PURGED", "ERROR")
+	for _, task := range job.Tasks {
+		errText := task.Error
+		if task.ErrorCode != "" {
+			errText = task.ErrorCode + ": " + task.Error
+		}
+		t.add(task.Category, task.Stage, task.Action, task.Status,
+			strconv.FormatUint(uint64(task.Attempts), 10),
+			strconv.FormatInt(task.ItemsPurged, 10),
+			errText)
+	}
+	return t.write(w)
+}
+
+// writeJobList prints jobs as a table, one row each.
+func writeJobList(w io.Writer, jobs []apiv1.Job) error {
+	if len(jobs) == 0 {
+		_, err := io.WriteString(w, "no jobs\n")
+		return err
+	}
+	t := newTable("JOB", "ACCOUNT", "STATUS", "ORIGIN", "TASKS DONE", "CREATED AT", "DEADLINE")
+	for _, j := range jobs {
+		tasks := "-"
+		if done, total := taskCounts(j); total > 0 {
+			tasks = fmt.Sprintf("%d/%d", done, total)
+		}
+		t.add(j.ID, j.AccountID, j.Status, j.Origin, tasks, formatTime(j.CreatedAt), formatTime(j.Deadline))
+	}
+	return t.write(w)
+}

@@ -1,0 +1,98 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+
+	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
+)
+
+var listSpec = commandSpec{
+	name:    "list",
+	summary: "list erasure jobs",
+	usage:   "list [--account ACCOUNT_ID] [--status STATUS] [--limit N] [--all | --page-token TOKEN]",
+	description: `
+Lists erasure jobs (GET /v1/erasures), one page of --limit jobs, or with --all
+every page. When more pages remain, stderr says how to fetch the next one; in
+JSON output, next_page_token holds it.`,
+	examples: `  erasectl list
+  erasectl list --account demo-0001
+  erasectl list --status failed --all -o json`,
+	globals: flagAPIURL,
+	new:     func() command { return &listCmd{limit: 50} },
+}
+
+// maxListPages guards --all against a coordinator that never ends a listing.
+const maxListPages = 100000
+
+type listCmd struct {
+	accountID string
+	status    string
+	limit     int
+	all       bool
+	pageToken string
+}
+
+func (c *listCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.accountID, "account", c.accountID, "only jobs of `ACCOUNT_ID`")
+	fs.StringVar(&c.status, "status", c.status, "only jobs with `STATUS`: running, completed or failed")
+	fs.IntVar(&c.limit, "limit", c.limit, "jobs per page")
+	fs.BoolVar(&c.all, "all", c.all, "follow the pages to the end")
+	fs.StringVar(&c.pageToken, "page-token", c.pageToken, "start at the page of `TOKEN`, from an earlier listing")
+}
+
+func (c *listCmd) args(pos []string) error {
+	if len(pos) != 0 {
+		return fmt.Errorf("takes no arguments, got %d (filter with --account and --status)", len(pos))
+	}
+	if c.limit <= 0 {
+		return errors.New("--limit must be positive")
+	}
+	if c.accountID != "" {
+		if err := validateID("account id", c.accountID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *listCmd) run(ctx context.Context, p *program) error {
+	client, err := p.api()
+	if err != nil {
+		return err
+	}
+	var out apiv1.JobList
+	token := c.pageToken
+	seen := map[string]bool{}
+	for page := 0; ; page++ {
+		list, err := client.ListErasures(ctx, c.accountID, c.status, c.limit, token)
+		if err != nil {
+			return p.apiError(err, "")
+		}
+		out.Jobs = append(out.Jobs, list.Jobs...)
+		out.NextPageToken = list.NextPageToken
+		if !c.all || list.NextPageToken == "" {
+			break
+		}
+		if seen[list.NextPageToken] || page >= maxListPages {
+			return fmt.Errorf("list erasures: the coordinator repeated page token %q; stopping", list.NextPageToken)
+		}
+		seen[list.NextPageToken] = true
+		token = list.NextPageToken
+	}
+	if out.Jobs == nil {
+		out.Jobs = []apiv1.Job{}
+	}
+	if p.cfg.json() {
+		return writeJSON(p.stdout, out)
+	}
+	if err := writeJobList(p.stdout, out.Jobs); err != nil {
+		return err
+	}
+	if out.NextPageToken != "" {
+		fmt.Fprintf(p.stderr, "more jobs: add --page-token %s for the next page, or --all for every page\n", out.NextPageToken)
+	}
+	return nil
+}
