@@ -26,7 +26,9 @@ func (s *recordingService) RequestErasure(_ context.Context, req jobs.Request) (
 	j, err := jobs.New("0190a3b4-0000-7000-8000-000000000001", req, []jobs.TaskSpec{{Category: "contacts", Stage: "erase", Action: "delete"}}, time.Now())
 	return j, err == nil, err
 }
-func (s *recordingService) Get(context.Context, string) (*jobs.Job, error) { return nil, jobs.ErrNotFound }
+func (s *recordingService) Get(context.Context, string) (*jobs.Job, error) {
+	return nil, jobs.ErrNotFound
+}
 func (s *recordingService) List(context.Context, jobstore.Filter) ([]*jobs.Job, string, error) {
 	return nil, "", nil
 }
