@@ -33,15 +33,17 @@ type Job struct {
 
 // Task is one (category, stage) of a job.
 type Task struct {
-	Category     string     `json:"category"`
-	Stage        string     `json:"stage"`
-	Action       string     `json:"action"`
-	Status       string     `json:"status"`
-	Generation   uint32     `json:"generation"`
-	Attempts     uint32     `json:"attempts"`
-	ItemsPurged  int64      `json:"items_purged"`
-	Error        string     `json:"error,omitempty"`
-	ErrorCode    string     `json:"error_code,omitempty"`
+	Category    string `json:"category"`
+	Stage       string `json:"stage"`
+	Action      string `json:"action"`
+	Status      string `json:"status"`
+	Generation  uint32 `json:"generation"`
+	Attempts    uint32 `json:"attempts"`
+	ItemsPurged int64  `json:"items_purged"`
+	Error       string `json:"error,omitempty"`
+	ErrorCode   string `json:"error_code,omitempty"`
+	// DependsOn names tasks ("category/stage") that must succeed first.
+	DependsOn    []string   `json:"depends_on,omitempty"`
 	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
 }
@@ -78,6 +80,7 @@ const (
 	JobCompleted = "completed"
 	JobFailed    = "failed"
 
+	TaskWaiting    = "waiting"
 	TaskScheduled  = "scheduled"
 	TaskDispatched = "dispatched"
 	TaskSucceeded  = "succeeded"

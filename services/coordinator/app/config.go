@@ -39,15 +39,28 @@ var defaultActions = map[string]string{
 	erasurev1.CategoryBackups:  "suppress",
 }
 
-// Plan is the task list every job gets.
+// Plan is the task list every job gets. When backups are among the
+// categories, their ledger entry comes first and every other category
+// waits for it: data destroyed before the ledger knows the account could
+// come back with the next restore.
 func (c Config) Plan() []jobs.TaskSpec {
 	var p []jobs.TaskSpec
+	var deps []jobs.TaskKey
 	for _, cat := range c.Categories {
+		if cat == erasurev1.CategoryBackups {
+			p = append(p, jobs.TaskSpec{Category: cat, Stage: "erase", Action: defaultActions[cat]})
+			deps = []jobs.TaskKey{{Category: cat, Stage: "erase"}}
+		}
+	}
+	for _, cat := range c.Categories {
+		if cat == erasurev1.CategoryBackups {
+			continue
+		}
 		action := defaultActions[cat]
 		if action == "" {
 			action = "delete"
 		}
-		p = append(p, jobs.TaskSpec{Category: cat, Stage: "erase", Action: action})
+		p = append(p, jobs.TaskSpec{Category: cat, Stage: "erase", Action: action, DependsOn: deps})
 	}
 	return p
 }

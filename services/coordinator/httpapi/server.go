@@ -276,8 +276,13 @@ func jobView(j *jobs.Job) apiv1.Job {
 		Deadline: j.Deadline, FinishedAt: j.FinishedAt, Error: j.Error, Tasks: make([]apiv1.Task, 0, len(j.Tasks)),
 	}
 	for _, t := range j.Tasks {
+		var deps []string
+		for _, d := range t.DependsOn {
+			deps = append(deps, d.String())
+		}
 		out.Tasks = append(out.Tasks, apiv1.Task{
-			Category: t.Category, Stage: t.Stage, Action: t.Action, Status: string(t.Status),
+			DependsOn: deps,
+			Category:  t.Category, Stage: t.Stage, Action: t.Action, Status: string(t.Status),
 			Generation: t.Generation, Attempts: t.Attempts, ItemsPurged: t.ItemsPurged,
 			Error: t.Error, ErrorCode: t.ErrorCode, DispatchedAt: t.DispatchedAt, FinishedAt: t.FinishedAt,
 		})

@@ -30,9 +30,11 @@ func (s Status) Valid() bool { return s == StatusRunning || s.Terminal() }
 // TaskStatus is a task's state.
 type TaskStatus string
 
-// Task statuses: scheduled (waiting for its due time), dispatched (sent to
-// the worker), then succeeded or failed.
+// Task statuses: waiting (for the tasks it depends on), scheduled (waiting
+// for its due time), dispatched (sent to the worker), then succeeded or
+// failed.
 const (
+	TaskWaiting    TaskStatus = "waiting"
 	TaskScheduled  TaskStatus = "scheduled"
 	TaskDispatched TaskStatus = "dispatched"
 	TaskSucceeded  TaskStatus = "succeeded"
@@ -58,6 +60,10 @@ type TaskSpec struct {
 	Action   string
 	// After delays the task from the job's creation.
 	After time.Duration
+	// DependsOn lists tasks that must succeed before this one runs: the
+	// backup ledger entry is written before any data is destroyed, so a
+	// restored backup can never bring an erased account back.
+	DependsOn []TaskKey
 }
 
 // Task is one (category, stage) of a job.
@@ -71,6 +77,7 @@ type Task struct {
 	ItemsPurged  int64      `json:"items_purged"`
 	Error        string     `json:"error,omitempty"`
 	ErrorCode    string     `json:"error_code,omitempty"`
+	DependsOn    []TaskKey  `json:"depends_on,omitempty"`
 	DueAt        time.Time  `json:"due_at"`
 	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
@@ -81,8 +88,8 @@ func (t *Task) Key() TaskKey { return TaskKey{Category: t.Category, Stage: t.Sta
 
 // TaskKey names a task within a job.
 type TaskKey struct {
-	Category string
-	Stage    string
+	Category string `json:"category"`
+	Stage    string `json:"stage"`
 }
 
 func (k TaskKey) String() string { return k.Category + "/" + k.Stage }
@@ -219,17 +226,68 @@ func New(id string, req Request, plan []TaskSpec, now time.Time) (*Job, error) {
 		if seen[k] {
 			return nil, fmt.Errorf("%w: plan lists %s twice", ErrInvalid, k)
 		}
+		for _, d := range s.DependsOn {
+			// Dependencies must come earlier in the plan, which also rules
+			// out cycles.
+			if !seen[d] {
+				return nil, fmt.Errorf("%w: %s depends on %s, which is not listed before it", ErrInvalid, k, d)
+			}
+		}
 		seen[k] = true
+		status := TaskScheduled
+		if len(s.DependsOn) > 0 {
+			status = TaskWaiting
+		}
 		j.Tasks = append(j.Tasks, Task{
 			Category:   s.Category,
 			Stage:      s.Stage,
 			Action:     s.Action,
-			Status:     TaskScheduled,
+			Status:     status,
 			Generation: 1,
+			DependsOn:  s.DependsOn,
 			DueAt:      now.Add(s.After),
 		})
 	}
 	return j, nil
+}
+
+// release moves waiting tasks on once their dependencies ended: to
+// scheduled (due no earlier than at) when all succeeded, to failed when
+// one failed — a task whose precondition failed must not run.
+func (j *Job) release(at time.Time) {
+	for changed := true; changed; {
+		changed = false
+		for i := range j.Tasks {
+			t := &j.Tasks[i]
+			if t.Status != TaskWaiting {
+				continue
+			}
+			ready := true
+			for _, d := range t.DependsOn {
+				dep, err := j.Task(d)
+				switch {
+				case err != nil || dep.Status == TaskFailed:
+					t.Status = TaskFailed
+					t.ErrorCode = "dependency_failed"
+					t.Error = fmt.Sprintf("not run because %s failed", d)
+					t.FinishedAt = &at
+					changed = true
+				case dep.Status != TaskSucceeded:
+					ready = false
+				}
+				if t.Status == TaskFailed {
+					break
+				}
+			}
+			if t.Status == TaskWaiting && ready {
+				t.Status = TaskScheduled
+				if t.DueAt.Before(at) {
+					t.DueAt = at
+				}
+				changed = true
+			}
+		}
+	}
 }
 
 // Task returns the task named by k.
@@ -334,6 +392,7 @@ func (j *Job) ApplyReport(r Report) (Effect, error) {
 		}
 	}
 	j.UpdatedAt = at
+	j.release(at)
 	eff := Effect{Result: ReportApplied}
 	if !j.Status.Terminal() && j.allTerminal() {
 		j.finish(at)

@@ -264,3 +264,60 @@ func indexOf(s []string, v string) int {
 	}
 	return -1
 }
+
+func TestDependenciesOrderTasks(t *testing.T) {
+	ledger := TaskKey{"backups", "erase"}
+	plan := []TaskSpec{
+		{Category: "backups", Stage: "erase", Action: "suppress"},
+		{Category: "contacts", Stage: "erase", Action: "delete", DependsOn: []TaskKey{ledger}},
+		{Category: "logs", Stage: "erase", Action: "delete", DependsOn: []TaskKey{ledger}},
+	}
+	req := Request{AccountID: "acc-1", Origin: OriginAPI, RequestedBy: "privacy:t", Reason: "r"}
+
+	t.Run("dependents wait, then run after success", func(t *testing.T) {
+		j, err := New("j", req, plan, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Tasks[0].Status != TaskScheduled || j.Tasks[1].Status != TaskWaiting || j.Tasks[2].Status != TaskWaiting {
+			t.Fatalf("statuses %s %s %s, want scheduled waiting waiting", j.Tasks[0].Status, j.Tasks[1].Status, j.Tasks[2].Status)
+		}
+		if changed, _ := j.MarkDispatched(TaskKey{"contacts", "erase"}, 1, t0); changed {
+			t.Error("a waiting task was dispatched")
+		}
+		at := t0.Add(time.Minute)
+		r := ok("backups", 1, 1)
+		r.At = at
+		if _, err := j.ApplyReport(r); err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range j.Tasks[1:] {
+			if tk.Status != TaskScheduled || !tk.DueAt.Equal(at) {
+				t.Errorf("%s: %s due %s, want scheduled due at the ledger's success", tk.Key(), tk.Status, tk.DueAt)
+			}
+		}
+	})
+
+	t.Run("dependents of a failed task fail without running", func(t *testing.T) {
+		j, _ := New("j", req, plan, t0)
+		eff, err := j.ApplyReport(fail("backups", 1, "ledger unreachable"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !eff.Finished || j.Status != StatusFailed {
+			t.Fatalf("job %s finished=%v, want failed at once", j.Status, eff.Finished)
+		}
+		for _, tk := range j.Tasks[1:] {
+			if tk.Status != TaskFailed || tk.ErrorCode != "dependency_failed" || tk.ItemsPurged != 0 {
+				t.Errorf("%s: %s %q, want failed with dependency_failed", tk.Key(), tk.Status, tk.ErrorCode)
+			}
+		}
+	})
+
+	t.Run("a dependency must come first in the plan", func(t *testing.T) {
+		bad := []TaskSpec{plan[1], plan[0]}
+		if _, err := New("j", req, bad, t0); !errors.Is(err, ErrInvalid) {
+			t.Errorf("New with a forward dependency = %v, want ErrInvalid", err)
+		}
+	})
+}

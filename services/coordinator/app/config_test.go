@@ -1,0 +1,46 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfig(t *testing.T) {
+	env := map[string]string{"LETHE_CATEGORIES": "contacts, logs,billing,backups", "LETHE_HTTP_ADDR": "127.0.0.1:9999"}
+	c, err := LoadConfig([]string{"-redis-prefix", "x:"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:9999" || c.RedisPrefix != "x:" || len(c.Categories) != 4 {
+		t.Errorf("config = %+v", c)
+	}
+	var plan []string
+	for _, s := range c.Plan() {
+		plan = append(plan, fmt.Sprintf("%s/%s:%s<%v", s.Category, s.Stage, s.Action, s.DependsOn))
+	}
+	want := "[backups/erase:suppress<[] contacts/erase:delete<[backups/erase] logs/erase:delete<[backups/erase] billing/erase:pseudonymise<[backups/erase]]"
+	if fmt.Sprint(plan) != want {
+		t.Errorf("plan = %v\nwant   %s", plan, want)
+	}
+}
+
+func TestLoadConfigErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"-http-addr", "nonsense"}, nil, "LETHE_HTTP_ADDR"},
+		{nil, map[string]string{"LETHE_CATEGORIES": "Contacts"}, "lower-case"},
+		{nil, map[string]string{"LETHE_CATEGORIES": " , "}, "no category"},
+		{[]string{"-stream-replicas", "2"}, nil, "replicas"},
+		{[]string{"extra"}, nil, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		_, err := LoadConfig(tt.args, func(k string) string { return tt.env[k] })
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("LoadConfig(%v, %v) = %v, want an error mentioning %q", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
