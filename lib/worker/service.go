@@ -10,13 +10,13 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 )
@@ -76,21 +76,11 @@ func Serve(ctx context.Context, cfg ServiceConfig, purger Purger, ready func(con
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("lethe-worker-"+cfg.Runtime.Category),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", zap.Error(err)) }),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
-	)
+	nc, js, err := natsconn.Connect(cfg.NATSURL, "lethe-worker-"+cfg.Runtime.Category, log)
 	if err != nil {
-		return fmt.Errorf("connect to nats at %s (is it running? set LETHE_NATS_URL): %w", cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("create jetstream context: %w", err)
-	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// The coordinator owns the topology and updates it; a worker only

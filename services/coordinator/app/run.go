@@ -9,13 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/dispatch"
@@ -31,23 +30,11 @@ import (
 // running work finish, drain NATS, close Redis. If listening is non-nil it
 // receives the HTTP address once the server accepts connections.
 func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- string) error {
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("lethe-coordinator"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { log.Info("nats reconnected") }),
-	)
+	nc, js, err := natsconn.Connect(cfg.NATSURL, "lethe-coordinator", log)
 	if err != nil {
-		return fmt.Errorf("connect to nats at %s (is it running? set LETHE_NATS_URL): %w", cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("create jetstream context: %w", err)
-	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := topology.Ensure(setupCtx, js, cfg.Topology); err != nil {
