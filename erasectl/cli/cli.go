@@ -226,6 +226,7 @@ var commands = []commandSpec{
 	listSpec,
 	seedSpec,
 	footprintSpec,
+	eventSpec,
 	versionSpec,
 }
 
