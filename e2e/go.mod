@@ -3,6 +3,7 @@ module github.com/lethe-privacy/lethe/e2e
 go 1.26.0
 
 require (
+	github.com/lethe-privacy/lethe/erasectl v0.0.0
 	github.com/lethe-privacy/lethe/lib v0.0.0
 	github.com/lethe-privacy/lethe/proto v0.0.0
 	github.com/lethe-privacy/lethe/services/contacts v0.0.0
@@ -55,6 +56,7 @@ require (
 )
 
 replace (
+	github.com/lethe-privacy/lethe/erasectl => ../erasectl
 	github.com/lethe-privacy/lethe/lib => ../lib
 	github.com/lethe-privacy/lethe/proto => ../proto
 	github.com/lethe-privacy/lethe/services/contacts => ../services/contacts

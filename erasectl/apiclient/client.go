@@ -105,6 +105,21 @@ func (c *Client) CreateErasure(ctx context.Context, req apiv1.CreateErasureReque
 	return job, nil
 }
 
+// ReplayErasure schedules tasks of job id again (POST
+// /v1/erasures/{id}/replay). A 409 comes back as an *APIError with code
+// "conflict".
+func (c *Client) ReplayErasure(ctx context.Context, id string, req apiv1.ReplayRequest) (apiv1.ReplayResponse, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return apiv1.ReplayResponse{}, fmt.Errorf("encode replay request: %w", err)
+	}
+	var out apiv1.ReplayResponse
+	if err := c.do(ctx, http.MethodPost, "/v1/erasures/"+url.PathEscape(id)+"/replay", nil, body, &out); err != nil {
+		return apiv1.ReplayResponse{}, fmt.Errorf("replay job %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // GetErasure returns the job with the given id and its tasks
 // (GET /v1/erasures/{id}). An unknown id is an *APIError with Status 404;
 // IsNotFound tells.

@@ -14,6 +14,7 @@
 //	5    a dependency is unreachable: the coordinator, NATS or a database is
 //	     down, or a worker did not answer a footprint query
 //	6    no such job
+//	7    the job's state does not allow the action (e.g. nothing to replay)
 //	130  interrupted (SIGINT or SIGTERM)
 //
 // Errors go to stderr prefixed "erasectl: ", with what to do next where
@@ -43,6 +44,7 @@ const (
 	ExitTimeout     = 4
 	ExitUnavailable = 5
 	ExitNotFound    = 6
+	ExitConflict    = 7
 	ExitInterrupted = 130
 )
 
@@ -227,6 +229,7 @@ var commands = []commandSpec{
 	seedSpec,
 	footprintSpec,
 	eventSpec,
+	replaySpec,
 	versionSpec,
 }
 

@@ -66,6 +66,8 @@ func (p *program) apiError(err error, jobID string) error {
 			return withCode(ExitUnavailable, fmt.Errorf(
 				"%s does not serve the erasure API (%v): is %s the coordinator's address?",
 				redactURL(p.cfg.apiURL), err, EnvAPIURL))
+		case ae.Status == http.StatusConflict:
+			return withCode(ExitConflict, fmt.Errorf("the coordinator refused: %s", ae.Message))
 		case ae.Status == http.StatusBadRequest:
 			return withCode(ExitUsage, fmt.Errorf("the coordinator rejected the request: %s", ae.Message))
 		case ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusBadGateway || ae.Status == http.StatusGatewayTimeout:

@@ -37,6 +37,7 @@ Exit codes:
   5    a dependency is unreachable: coordinator, NATS or database down, or a
        worker did not answer
   6    no such job
+  7    the job's state does not allow the action (e.g. nothing to replay)
   130  interrupted
 `
 

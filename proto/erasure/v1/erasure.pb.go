@@ -96,6 +96,9 @@ const (
 	EventType_EVENT_TYPE_JOB_COMPLETED EventType = 5
 	// Every task of the job ended and at least one failed.
 	EventType_EVENT_TYPE_JOB_FAILED EventType = 6
+	// A task was scheduled again as a new generation (a replay), by actor
+	// for reason.
+	EventType_EVENT_TYPE_TASK_REPLAYED EventType = 7
 )
 
 // Enum value maps for EventType.
@@ -108,6 +111,7 @@ var (
 		4: "EVENT_TYPE_TASK_FAILED",
 		5: "EVENT_TYPE_JOB_COMPLETED",
 		6: "EVENT_TYPE_JOB_FAILED",
+		7: "EVENT_TYPE_TASK_REPLAYED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":     0,
@@ -117,6 +121,7 @@ var (
 		"EVENT_TYPE_TASK_FAILED":     4,
 		"EVENT_TYPE_JOB_COMPLETED":   5,
 		"EVENT_TYPE_JOB_FAILED":      6,
+		"EVENT_TYPE_TASK_REPLAYED":   7,
 	}
 )
 
@@ -904,7 +909,7 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\vTaskOutcome\x12\x1c\n" +
 	"\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n" +
-	"\x13TASK_OUTCOME_FAILED\x10\x02*\xd7\x01\n" +
+	"\x13TASK_OUTCOME_FAILED\x10\x02*\xf5\x01\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16EVENT_TYPE_JOB_CREATED\x10\x01\x12\x1e\n" +
@@ -912,7 +917,8 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x19EVENT_TYPE_TASK_SUCCEEDED\x10\x03\x12\x1a\n" +
 	"\x16EVENT_TYPE_TASK_FAILED\x10\x04\x12\x1c\n" +
 	"\x18EVENT_TYPE_JOB_COMPLETED\x10\x05\x12\x19\n" +
-	"\x15EVENT_TYPE_JOB_FAILED\x10\x06B;Z9github.com/lethe-privacy/lethe/proto/erasure/v1;erasurev1b\x06proto3"
+	"\x15EVENT_TYPE_JOB_FAILED\x10\x06\x12\x1c\n" +
+	"\x18EVENT_TYPE_TASK_REPLAYED\x10\aB;Z9github.com/lethe-privacy/lethe/proto/erasure/v1;erasurev1b\x06proto3"
 
 var (
 	file_erasure_v1_erasure_proto_rawDescOnce sync.Once

@@ -12,6 +12,23 @@ type CreateErasureRequest struct {
 	Reason      string `json:"reason"`
 }
 
+// ReplayRequest is the body of POST /v1/erasures/{id}/replay. Without
+// category every failed task is replayed; with it, that category's tasks
+// (or the one stage), even if they succeeded.
+type ReplayRequest struct {
+	Category    string `json:"category,omitempty"`
+	Stage       string `json:"stage,omitempty"`
+	RequestedBy string `json:"requested_by"`
+	Reason      string `json:"reason"`
+}
+
+// ReplayResponse is the answer to a replay: the job and the tasks
+// ("category/stage") scheduled again.
+type ReplayResponse struct {
+	Job      Job      `json:"job"`
+	Replayed []string `json:"replayed"`
+}
+
 // Job is an erasure job as the API shows it.
 type Job struct {
 	ID          string     `json:"id"`
@@ -42,10 +59,24 @@ type Task struct {
 	ItemsPurged int64  `json:"items_purged"`
 	Error       string `json:"error,omitempty"`
 	ErrorCode   string `json:"error_code,omitempty"`
+	// History lists every reported outcome and replay, oldest first.
+	History []Attempt `json:"history,omitempty"`
 	// DependsOn names tasks ("category/stage") that must succeed first.
 	DependsOn    []string   `json:"depends_on,omitempty"`
 	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+}
+
+// Attempt is one entry of a task's history.
+type Attempt struct {
+	Generation uint32    `json:"generation"`
+	Attempt    uint32    `json:"attempt,omitempty"`
+	At         time.Time `json:"at"`
+	Outcome    string    `json:"outcome"`
+	ErrorCode  string    `json:"error_code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Actor      string    `json:"actor,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
 }
 
 // JobList is a page of jobs. NextPageToken is empty on the last page.
@@ -69,6 +100,7 @@ type ErrorDetail struct {
 const (
 	CodeInvalidArgument  = "invalid_argument"
 	CodeNotFound         = "not_found"
+	CodeConflict         = "conflict"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
 	CodeMethodNotAllowed = "method_not_allowed"

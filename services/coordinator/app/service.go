@@ -144,6 +144,42 @@ func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (j
 	return eff, nil
 }
 
+// Replay schedules the selected tasks of job id again (see
+// jobs.Job.Replay), records who asked and why, and wakes the dispatcher.
+// Errors wrap jobs.ErrNotFound, jobs.ErrInvalid (bad actor or reason) or
+// jobs.ErrConflict (nothing to replay, a task under way, or the account
+// has another active job).
+func (s *Service) Replay(ctx context.Context, id string, sel jobs.ReplaySelector, actor, reason string) (*jobs.Job, []jobs.TaskKey, error) {
+	if err := jobs.ValidatePrincipal(actor); err != nil {
+		return nil, nil, err
+	}
+	if reason == "" || len(reason) > jobs.MaxReasonLen {
+		return nil, nil, fmt.Errorf("%w: a replay needs a reason of at most %d bytes", jobs.ErrInvalid, jobs.MaxReasonLen)
+	}
+	now := s.now()
+	var keys []jobs.TaskKey
+	j, err := s.store.Update(ctx, id, func(j *jobs.Job) error {
+		var err error
+		keys, err = j.Replay(sel, actor, reason, now)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, k := range keys {
+		t, err := j.Task(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := s.rec.Record(ctx, lifecycle.Replayed(j, t, actor, reason, now)); err != nil {
+			return nil, nil, err
+		}
+		s.metrics.replays.WithLabelValues(k.Category).Inc()
+	}
+	s.wake()
+	return j, keys, nil
+}
+
 // Get returns a job; the error wraps jobs.ErrNotFound for an unknown id.
 func (s *Service) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	return s.store.Get(ctx, id)
@@ -163,6 +199,7 @@ type serviceMetrics struct {
 	created  *prometheus.CounterVec
 	finished *prometheus.CounterVec
 	reports  *prometheus.CounterVec
+	replays  *prometheus.CounterVec
 }
 
 func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
@@ -176,9 +213,12 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lethe_reports_total", Help: "Worker reports handled, by category and result (applied, duplicate, stale).",
 		}, []string{"category", "result"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_tasks_replayed_total", Help: "Tasks scheduled again by a replay, by category.",
+		}, []string{"category"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.finished, m.reports)
+		reg.MustRegister(m.created, m.finished, m.reports, m.replays)
 	}
 	return m
 }

@@ -25,6 +25,7 @@ type Service interface {
 	RequestErasure(ctx context.Context, req jobs.Request) (*jobs.Job, bool, error)
 	Get(ctx context.Context, id string) (*jobs.Job, error)
 	List(ctx context.Context, f jobstore.Filter) ([]*jobs.Job, string, error)
+	Replay(ctx context.Context, id string, sel jobs.ReplaySelector, actor, reason string) (*jobs.Job, []jobs.TaskKey, error)
 }
 
 // Limits of the API.
@@ -72,6 +73,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.route(mux, "POST /v1/erasures", s.create)
 	s.route(mux, "GET /v1/erasures", s.list)
 	s.route(mux, "GET /v1/erasures/{id}", s.get)
+	s.route(mux, "POST /v1/erasures/{id}/replay", s.replay)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -149,6 +151,41 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, jobView(j))
+}
+
+func (s *server) replay(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validJobID(id) {
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+		return
+	}
+	var body apiv1.ReplayRequest
+	if err := decodeStrict(w, r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, err.Error())
+		return
+	}
+	if body.Stage != "" && body.Category == "" {
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "stage needs a category")
+		return
+	}
+	j, keys, err := s.svc.Replay(r.Context(), id, jobs.ReplaySelector{Category: body.Category, Stage: body.Stage}, body.RequestedBy, body.Reason)
+	if errors.Is(err, jobs.ErrConflict) {
+		state := ""
+		if cur, gerr := s.svc.Get(r.Context(), id); gerr == nil {
+			state = fmt.Sprintf(" (job is %s)", cur.Status)
+		}
+		writeError(w, http.StatusConflict, apiv1.CodeConflict, err.Error()+state)
+		return
+	}
+	if err != nil {
+		s.serviceError(w, "replay job", err)
+		return
+	}
+	out := apiv1.ReplayResponse{Job: jobView(j), Replayed: make([]string, 0, len(keys))}
+	for _, k := range keys {
+		out.Replayed = append(out.Replayed, k.String())
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *server) list(w http.ResponseWriter, r *http.Request) {
@@ -280,8 +317,14 @@ func jobView(j *jobs.Job) apiv1.Job {
 		for _, d := range t.DependsOn {
 			deps = append(deps, d.String())
 		}
+		var hist []apiv1.Attempt
+		for _, a := range t.History {
+			hist = append(hist, apiv1.Attempt{Generation: a.Generation, Attempt: a.Attempt, At: a.At, Outcome: a.Outcome,
+				ErrorCode: a.ErrorCode, Error: a.Error, Actor: a.Actor, Reason: a.Reason})
+		}
 		out.Tasks = append(out.Tasks, apiv1.Task{
 			DependsOn: deps,
+			History:   hist,
 			Category:  t.Category, Stage: t.Stage, Action: t.Action, Status: string(t.Status),
 			Generation: t.Generation, Attempts: t.Attempts, ItemsPurged: t.ItemsPurged,
 			Error: t.Error, ErrorCode: t.ErrorCode, DispatchedAt: t.DispatchedAt, FinishedAt: t.FinishedAt,

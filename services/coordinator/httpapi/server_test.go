@@ -29,6 +29,9 @@ func (s *recordingService) RequestErasure(_ context.Context, req jobs.Request) (
 func (s *recordingService) Get(context.Context, string) (*jobs.Job, error) {
 	return nil, jobs.ErrNotFound
 }
+func (s *recordingService) Replay(context.Context, string, jobs.ReplaySelector, string, string) (*jobs.Job, []jobs.TaskKey, error) {
+	return nil, nil, jobs.ErrNotFound
+}
 func (s *recordingService) List(context.Context, jobstore.Filter) ([]*jobs.Job, string, error) {
 	return nil, "", nil
 }

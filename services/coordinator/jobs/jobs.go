@@ -68,19 +68,57 @@ type TaskSpec struct {
 
 // Task is one (category, stage) of a job.
 type Task struct {
-	Category     string     `json:"category"`
-	Stage        string     `json:"stage"`
-	Action       string     `json:"action"`
-	Status       TaskStatus `json:"status"`
-	Generation   uint32     `json:"generation"`
-	Attempts     uint32     `json:"attempts"`
-	ItemsPurged  int64      `json:"items_purged"`
-	Error        string     `json:"error,omitempty"`
-	ErrorCode    string     `json:"error_code,omitempty"`
-	DependsOn    []TaskKey  `json:"depends_on,omitempty"`
+	Category    string     `json:"category"`
+	Stage       string     `json:"stage"`
+	Action      string     `json:"action"`
+	Status      TaskStatus `json:"status"`
+	Generation  uint32     `json:"generation"`
+	Attempts    uint32     `json:"attempts"`
+	ItemsPurged int64      `json:"items_purged"`
+	Error       string     `json:"error,omitempty"`
+	ErrorCode   string     `json:"error_code,omitempty"`
+	DependsOn   []TaskKey  `json:"depends_on,omitempty"`
+	// PriorAttempts and PriorItems carry the totals of earlier
+	// generations, so that a replay adds to them and counts nothing twice.
+	PriorAttempts uint32 `json:"prior_attempts,omitempty"`
+	PriorItems    int64  `json:"prior_items,omitempty"`
+	// History lists every outcome reported and every replay, oldest first.
+	History      []Attempt  `json:"history,omitempty"`
 	DueAt        time.Time  `json:"due_at"`
 	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+}
+
+// Attempt is one entry of a task's history: a reported outcome or a
+// replay.
+type Attempt struct {
+	Generation uint32 `json:"generation"`
+	// Attempt is the delivery within the generation, from the report.
+	Attempt   uint32    `json:"attempt,omitempty"`
+	At        time.Time `json:"at"`
+	Outcome   string    `json:"outcome"`
+	ErrorCode string    `json:"error_code,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	// Actor and Reason are set for replays.
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Outcomes in a task's history.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+	OutcomeReplayed  = "replayed"
+)
+
+// maxHistory bounds a task's history; the lifecycle stream keeps it all.
+const maxHistory = 50
+
+func (t *Task) record(a Attempt) {
+	t.History = append(t.History, a)
+	if n := len(t.History); n > maxHistory {
+		t.History = t.History[n-maxHistory:]
+	}
 }
 
 // Key names the task within its job.
@@ -371,25 +409,26 @@ func (j *Job) ApplyReport(r Report) (Effect, error) {
 		return Effect{Result: ReportDuplicate}, nil
 	}
 	at := r.At.UTC()
-	t.Attempts = max(t.Attempts, r.Attempt)
+	t.Attempts = t.PriorAttempts + max(r.Attempt, 1)
 	t.FinishedAt = &at
 	if t.DispatchedAt == nil {
 		// The dispatch mark was lost (a crash after publishing); the
 		// report proves the dispatch.
 		t.DispatchedAt = &at
 	}
+	t.ItemsPurged = t.PriorItems + r.Items
 	if r.Succeeded {
 		t.Status = TaskSucceeded
-		t.ItemsPurged = r.Items
 		t.Error, t.ErrorCode = "", ""
+		t.record(Attempt{Generation: r.Generation, Attempt: r.Attempt, At: at, Outcome: OutcomeSucceeded})
 	} else {
 		t.Status = TaskFailed
-		t.ItemsPurged = r.Items
 		t.ErrorCode = r.ErrorCode
 		t.Error = r.Error
 		if t.Error == "" {
 			t.Error = "the worker reported a failure without a reason"
 		}
+		t.record(Attempt{Generation: r.Generation, Attempt: r.Attempt, At: at, Outcome: OutcomeFailed, ErrorCode: t.ErrorCode, Error: t.Error})
 	}
 	j.UpdatedAt = at
 	j.release(at)
@@ -440,4 +479,82 @@ func (j *Job) GenerationSum() uint64 {
 		n += uint64(j.Tasks[i].Generation)
 	}
 	return n
+}
+
+// ErrConflict means the job's state does not allow the action now.
+var ErrConflict = errors.New("conflicts with the job's state")
+
+// ReplaySelector chooses the tasks to run again. Empty Category: every
+// failed task. With Category (and optionally Stage): those tasks, even if
+// they succeeded — a replay of a succeeded task finds nothing left and adds
+// nothing to the counts.
+type ReplaySelector struct {
+	Category string
+	Stage    string
+}
+
+// Replay dispatches the selected tasks again as a new generation, and
+// reopens the job if it had ended. Tasks of an older generation can no
+// longer report (their reports are stale). It returns the replayed tasks;
+// an error wrapping ErrConflict when a selected task is still under way or
+// nothing matches.
+func (j *Job) Replay(sel ReplaySelector, actor, reason string, at time.Time) ([]TaskKey, error) {
+	at = at.UTC()
+	var picked []*Task
+	for i := range j.Tasks {
+		t := &j.Tasks[i]
+		switch {
+		case sel.Category == "" && t.Status == TaskFailed:
+		case sel.Category != "" && t.Category == sel.Category && (sel.Stage == "" || t.Stage == sel.Stage):
+			if !t.Status.Terminal() {
+				return nil, fmt.Errorf("%w: %s is %s; replay it once it has an outcome", ErrConflict, t.Key(), t.Status)
+			}
+		default:
+			continue
+		}
+		picked = append(picked, t)
+	}
+	if len(picked) == 0 {
+		if sel.Category == "" {
+			return nil, fmt.Errorf("%w: the job has no failed task to replay", ErrConflict)
+		}
+		return nil, fmt.Errorf("%w: the job has no task %s", ErrConflict, TaskKey{sel.Category, sel.Stage})
+	}
+	var keys []TaskKey
+	for _, t := range picked {
+		t.PriorAttempts = t.Attempts
+		t.PriorItems = t.ItemsPurged
+		t.Generation++
+		t.Status = TaskScheduled
+		if len(t.DependsOn) > 0 {
+			t.Status = TaskWaiting
+		}
+		t.DueAt = at
+		t.DispatchedAt, t.FinishedAt = nil, nil
+		t.Error, t.ErrorCode = "", ""
+		t.record(Attempt{Generation: t.Generation, At: at, Outcome: OutcomeReplayed, Actor: actor, Reason: reason})
+		keys = append(keys, t.Key())
+	}
+	// Tasks that failed only because a replayed one had failed run again
+	// too, once it succeeds.
+	for i := range j.Tasks {
+		t := &j.Tasks[i]
+		if t.Status == TaskFailed && t.ErrorCode == "dependency_failed" {
+			t.PriorAttempts = t.Attempts
+			t.PriorItems = t.ItemsPurged
+			t.Generation++
+			t.Status = TaskWaiting
+			t.DueAt = at
+			t.FinishedAt = nil
+			t.Error, t.ErrorCode = "", ""
+			t.record(Attempt{Generation: t.Generation, At: at, Outcome: OutcomeReplayed, Actor: actor, Reason: reason})
+			keys = append(keys, t.Key())
+		}
+	}
+	j.release(at)
+	j.Status = StatusRunning
+	j.FinishedAt = nil
+	j.Error = ""
+	j.UpdatedAt = at
+	return keys, nil
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -320,4 +321,88 @@ func TestDependenciesOrderTasks(t *testing.T) {
 			t.Errorf("New with a forward dependency = %v, want ErrInvalid", err)
 		}
 	})
+}
+
+func TestReplay(t *testing.T) {
+	at := t0.Add(time.Hour)
+	t.Run("failed tasks run again as a new generation and the job reopens", func(t *testing.T) {
+		j := newJob(t, "contacts", "logs")
+		mustApply(t, j, ok("contacts", 1, 10))
+		mustApply(t, j, fail("logs", 1, "disk full"))
+		if j.Status != StatusFailed {
+			t.Fatalf("status %s", j.Status)
+		}
+		keys, err := j.Replay(ReplaySelector{}, "sre:kim", "disk repaired", at)
+		if err != nil || len(keys) != 1 || keys[0] != (TaskKey{"logs", "erase"}) {
+			t.Fatalf("Replay = %v, %v; want logs/erase", keys, err)
+		}
+		logs := &j.Tasks[1]
+		if j.Status != StatusRunning || j.FinishedAt != nil || logs.Status != TaskScheduled || logs.Generation != 2 || !logs.DueAt.Equal(at) {
+			t.Fatalf("after replay: job %s, logs %s gen %d", j.Status, logs.Status, logs.Generation)
+		}
+		// A late report of the old generation changes nothing.
+		if eff, _ := j.ApplyReport(ok("logs", 1, 99)); eff.Result != ReportStale {
+			t.Errorf("old generation report: %s, want stale", eff.Result)
+		}
+		r := ok("logs", 2, 5)
+		r.Attempt = 1
+		eff := mustApply(t, j, r)
+		if !eff.Finished || j.Status != StatusCompleted || logs.Attempts != 3 || logs.ItemsPurged != 5 {
+			t.Errorf("after the replay succeeded: job %s, attempts %d, items %d; want completed, 3 attempts (2 + 1), 5 items", j.Status, logs.Attempts, logs.ItemsPurged)
+		}
+		var outcomes []string
+		for _, a := range logs.History {
+			outcomes = append(outcomes, a.Outcome)
+		}
+		if fmt.Sprint(outcomes) != "[failed replayed succeeded]" || logs.History[1].Actor != "sre:kim" {
+			t.Errorf("history = %+v", logs.History)
+		}
+	})
+	t.Run("replaying a succeeded task counts nothing twice", func(t *testing.T) {
+		j := newJob(t, "contacts")
+		mustApply(t, j, ok("contacts", 1, 10))
+		if _, err := j.Replay(ReplaySelector{Category: "contacts"}, "sre:kim", "verify", at); err != nil {
+			t.Fatal(err)
+		}
+		mustApply(t, j, ok("contacts", 2, 0))
+		if j.Status != StatusCompleted || j.ItemsPurged() != 10 || j.Tasks[0].Attempts != 2 {
+			t.Errorf("job %s items %d attempts %d; want completed, 10, 2", j.Status, j.ItemsPurged(), j.Tasks[0].Attempts)
+		}
+	})
+	t.Run("a task under way cannot be replayed", func(t *testing.T) {
+		j := newJob(t, "contacts")
+		if _, err := j.Replay(ReplaySelector{Category: "contacts"}, "a", "r", at); !errors.Is(err, ErrConflict) {
+			t.Errorf("replay of a scheduled task = %v, want ErrConflict", err)
+		}
+		if _, err := j.Replay(ReplaySelector{}, "a", "r", at); !errors.Is(err, ErrConflict) {
+			t.Errorf("replay without failed tasks = %v, want ErrConflict", err)
+		}
+	})
+	t.Run("dependents that never ran run after the replayed dependency", func(t *testing.T) {
+		ledger := TaskKey{"backups", "erase"}
+		j, _ := New("j", Request{AccountID: "a", Origin: OriginAPI, RequestedBy: "p", Reason: "r"}, []TaskSpec{
+			{Category: "backups", Stage: "erase", Action: "suppress"},
+			{Category: "contacts", Stage: "erase", Action: "delete", DependsOn: []TaskKey{ledger}},
+		}, t0)
+		mustApply(t, j, fail("backups", 1, "ledger down"))
+		if _, err := j.Replay(ReplaySelector{}, "sre", "ledger back", at); err != nil {
+			t.Fatal(err)
+		}
+		if j.Tasks[0].Status != TaskScheduled || j.Tasks[1].Status != TaskWaiting {
+			t.Fatalf("after replay: %s %s, want scheduled waiting", j.Tasks[0].Status, j.Tasks[1].Status)
+		}
+		mustApply(t, j, ok("backups", 2, 1))
+		if j.Tasks[1].Status != TaskScheduled || j.Tasks[1].Generation != 2 {
+			t.Errorf("contacts %s gen %d, want scheduled gen 2", j.Tasks[1].Status, j.Tasks[1].Generation)
+		}
+	})
+}
+
+func mustApply(t *testing.T, j *Job, r Report) Effect {
+	t.Helper()
+	eff, err := j.ApplyReport(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eff
 }

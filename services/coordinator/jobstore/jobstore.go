@@ -193,6 +193,21 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*jobs.Job) error)
 			}
 			return err
 		}
+		if before.Status.Terminal() && !j.Status.Terminal() {
+			// Reopening (a replay) makes the job the account's active one
+			// again, unless a newer job already is.
+			ak := s.activeKey(j.AccountID)
+			if err := tx.Watch(ctx, ak).Err(); err != nil {
+				return err
+			}
+			other, err := tx.Get(ctx, ak).Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			if other != "" && other != id {
+				return fmt.Errorf("%w: account %s has another active job %s; replay that one or wait for it", jobs.ErrConflict, j.AccountID, other)
+			}
+		}
 		newData, err := json.Marshal(j)
 		if err != nil {
 			return fmt.Errorf("encode job %s: %w", id, err)
@@ -229,6 +244,8 @@ func (s *Store) indexChanges(ctx context.Context, p redis.Pipeliner, before, aft
 		if after.Status.Terminal() {
 			// The account may be erased again by a new job.
 			p.Del(ctx, s.activeKey(after.AccountID))
+		} else if before.Status.Terminal() {
+			p.Set(ctx, s.activeKey(after.AccountID), after.ID, 0)
 		}
 	}
 	for i := range after.Tasks {

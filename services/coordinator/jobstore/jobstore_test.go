@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,5 +249,46 @@ func TestListPagesAndFilters(t *testing.T) {
 	}
 	if _, _, err := s.List(ctx, jobstore.Filter{PageSize: 3, PageToken: "garbage!"}); !errors.Is(err, jobstore.ErrBadPageToken) {
 		t.Errorf("bad token: %v", err)
+	}
+}
+
+func TestReopeningAJobGuardsTheAccountAgain(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	if _, _, err := s.Create(ctx, newJob(t, "j1", "acc-1", "", "contacts")); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(j *jobs.Job) error {
+		_, err := j.ApplyReport(jobs.Report{Task: jobs.TaskKey{Category: "contacts", Stage: "erase"}, Generation: j.Tasks[0].Generation, ErrorCode: "x", Error: "x", At: t0})
+		return err
+	}
+	if _, err := s.Update(ctx, "j1", fail); err != nil {
+		t.Fatal(err)
+	}
+	replay := func(j *jobs.Job) error {
+		_, err := j.Replay(jobs.ReplaySelector{}, "sre", "fixed", t0)
+		return err
+	}
+	if _, err := s.Update(ctx, "j1", replay); err != nil {
+		t.Fatal(err)
+	}
+	// While reopened, a new request returns it instead of a second job.
+	j, created, err := s.Create(ctx, newJob(t, "j2", "acc-1", "", "contacts"))
+	if err != nil || created || j.ID != "j1" {
+		t.Fatalf("request during the replay = %s created %v (%v), want j1", j.ID, created, err)
+	}
+	if due, _ := s.Due(ctx, t0, 10); len(due) != 1 || due[0].JobID != "j1" {
+		t.Errorf("due after replay = %v, want the replayed task", due)
+	}
+	// A job cannot be reopened while the account has another active job.
+	if _, err := s.Update(ctx, "j1", fail); err != nil {
+		t.Fatal(err)
+	}
+	if j, created, err := s.Create(ctx, newJob(t, "j3", "acc-1", "", "contacts")); err != nil || !created {
+		t.Fatalf("new job after the replay failed again: %v created %v (%v)", j, created, err)
+	}
+	if _, err := s.Update(ctx, "j1", replay); !errors.Is(err, jobs.ErrConflict) || !strings.Contains(err.Error(), "another active job") {
+		t.Errorf("reopen while j3 is active = %v, want ErrConflict", err)
 	}
 }

@@ -79,6 +79,15 @@ func Dispatched(j *jobs.Job, t *jobs.Task, at time.Time) *erasurev1.LifecycleEve
 	return ev
 }
 
+// Replayed is the event of a task scheduled again as a new generation.
+func Replayed(j *jobs.Job, t *jobs.Task, actor, reason string, at time.Time) *erasurev1.LifecycleEvent {
+	ev := base(j, taskEventID(j, t, "replayed"), erasurev1.EventType_EVENT_TYPE_TASK_REPLAYED, at)
+	ev.Actor = actor
+	ev.Reason = reason
+	setTask(ev, t)
+	return ev
+}
+
 // TaskFinished is the event of a task's reported outcome.
 func TaskFinished(j *jobs.Job, t *jobs.Task, workerID string) *erasurev1.LifecycleEvent {
 	typ, suffix := erasurev1.EventType_EVENT_TYPE_TASK_SUCCEEDED, "succeeded"
