@@ -186,6 +186,26 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Discard:     jetstream.DiscardOld,
 		},
 		{
+			Name:        erasurev1.DeadLetterStream,
+			Description: "Tasks that failed for good or ran out of deliveries, with the reason; kept until replayed or drained.",
+			Subjects:    []string{erasurev1.DeadLetterSubjectPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     s.Storage,
+			Replicas:    s.Replicas,
+			Duplicates:  s.DuplicateWindow,
+			Discard:     jetstream.DiscardNew,
+		},
+		{
+			Name:        erasurev1.AdvisoryStream,
+			Description: "Max-deliveries advisories of the task consumers, so that no task dead-letters silently.",
+			Subjects:    []string{erasurev1.MaxDeliveriesAdvisoryPrefix + erasurev1.TasksStream + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     s.Storage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.ReportRetention,
+			Discard:     jetstream.DiscardOld,
+		},
+		{
 			Name:        erasurev1.RejectedStream,
 			Description: "Inbound events that could not be decoded, kept for inspection.",
 			Subjects:    []string{erasurev1.RejectedIngressSubject},
@@ -251,6 +271,22 @@ func (s Settings) IngressConsumer() jetstream.ConsumerConfig {
 	}
 }
 
+// AdvisoryConsumer returns the coordinator's durable consumer of
+// max-deliveries advisories.
+func (s Settings) AdvisoryConsumer() jetstream.ConsumerConfig {
+	s = s.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       erasurev1.AdvisoryConsumer,
+		Description:   "Shared by every coordinator replica.",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.ReportAckWait,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Replicas:      s.Replicas,
+		MaxAckPending: 100,
+	}
+}
+
 // Manager is the part of jetstream.JetStream that Ensure needs.
 type Manager interface {
 	CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error)
@@ -278,6 +314,7 @@ func Ensure(ctx context.Context, js Manager, s Settings) error {
 	}{
 		{erasurev1.ReportsStream, s.ReportsConsumer()},
 		{erasurev1.AccountsStream, s.IngressConsumer()},
+		{erasurev1.AdvisoryStream, s.AdvisoryConsumer()},
 	}
 	for _, c := range s.Categories {
 		consumers = append(consumers, struct {

@@ -83,3 +83,43 @@ func IsPermanent(err error) bool {
 	var pe *PermanentError
 	return errors.As(err, &pe)
 }
+
+// TransientError is a retryable failure with a class, so that operators
+// can list classes that must never be retried (RetryPolicy.NeverRetry).
+type TransientError struct {
+	// Class names the kind of failure: "timeout", "unavailable", ...
+	Class string
+	Err   error
+}
+
+func (e *TransientError) Error() string { return e.Err.Error() }
+func (e *TransientError) Unwrap() error { return e.Err }
+
+// Transient marks err as retryable with a class. It returns nil for a nil
+// err.
+func Transient(class string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &TransientError{Class: class, Err: err}
+}
+
+// ErrorClass is the class of err: a PermanentError's code, a
+// TransientError's class, "timeout" for a deadline, "transient" for any
+// other error, and "" for nil.
+func ErrorClass(err error) string {
+	var pe *PermanentError
+	var te *TransientError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &pe):
+		return pe.Code
+	case errors.As(err, &te):
+		return te.Class
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	default:
+		return "transient"
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,6 +32,8 @@ type ServiceConfig struct {
 	LogLevel  string
 	Runtime   Config
 	Topology  topology.Settings
+
+	envErrs []error
 }
 
 // RegisterFlags declares the shared flags on fs, with defaults from
@@ -52,10 +56,76 @@ func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet, getenv func(string) stri
 	fs.DurationVar(&c.Runtime.PurgeTimeout, "purge-timeout", 10*time.Minute, "deadline of one purge attempt")
 	fs.DurationVar(&c.Runtime.DrainTimeout, "drain-timeout", 30*time.Second, "how long running purges may finish at shutdown")
 	fs.IntVar(&c.Topology.Replicas, "stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
+	// The retry policy, per category since each category is its own
+	// service; docs/operations.md lists the defaults and their reasons.
+	fs.IntVar(&c.Runtime.Retry.InProcessAttempts, "retry-in-process", c.envInt(getenv, "LETHE_RETRY_IN_PROCESS", 3), "quick tries of a purge within one delivery (env LETHE_RETRY_IN_PROCESS)")
+	fs.DurationVar(&c.Runtime.Retry.RedeliveryInitial, "retry-initial", c.envDuration(getenv, "LETHE_RETRY_INITIAL", 5*time.Second), "delay before the second delivery (env LETHE_RETRY_INITIAL)")
+	fs.Float64Var(&c.Runtime.Retry.RedeliveryMultiplier, "retry-multiplier", c.envFloat(getenv, "LETHE_RETRY_MULTIPLIER", 2), "growth of the delay per delivery (env LETHE_RETRY_MULTIPLIER)")
+	fs.DurationVar(&c.Runtime.Retry.RedeliveryMax, "retry-max", c.envDuration(getenv, "LETHE_RETRY_MAX", 5*time.Minute), "longest delay between deliveries (env LETHE_RETRY_MAX)")
+	fs.IntVar(&c.Runtime.Retry.MaxAttempts, "max-attempts", c.envInt(getenv, "LETHE_MAX_ATTEMPTS", 0), "deliveries before a task is dead-lettered; 0: the consumer's max deliver (env LETHE_MAX_ATTEMPTS)")
+	fs.Func("never-retry", "comma-separated error classes that fail a task at once (env LETHE_NEVER_RETRY)", func(v string) error {
+		c.Runtime.Retry.NeverRetry = splitList(v)
+		return nil
+	})
+	c.Runtime.Retry.NeverRetry = splitList(getenv("LETHE_NEVER_RETRY"))
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// envInt, envFloat and envDuration read a default from the environment;
+// a malformed value is remembered and reported by Validate.
+func (c *ServiceConfig) envInt(getenv func(string) string, k string, def int) int {
+	v := getenv(k)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q is not a whole number", k, v))
+		return def
+	}
+	return n
+}
+
+func (c *ServiceConfig) envFloat(getenv func(string) string, k string, def float64) float64 {
+	v := getenv(k)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q is not a number", k, v))
+		return def
+	}
+	return f
+}
+
+func (c *ServiceConfig) envDuration(getenv func(string) string, k string, def time.Duration) time.Duration {
+	v := getenv(k)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q is not a duration such as 5s or 2m", k, v))
+		return def
+	}
+	return d
 }
 
 // Validate reports the first unusable setting.
 func (c ServiceConfig) Validate() error {
+	if len(c.envErrs) > 0 {
+		return fmt.Errorf("invalid environment: %w", errors.Join(c.envErrs...))
+	}
 	if c.NATSURL == "" {
 		return errors.New("LETHE_NATS_URL is empty")
 	}

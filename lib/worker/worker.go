@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -41,6 +42,13 @@ type RetryPolicy struct {
 	RedeliveryInitial    time.Duration
 	RedeliveryMultiplier float64
 	RedeliveryMax        time.Duration
+	// MaxAttempts is how many deliveries a task gets before the worker
+	// gives up and dead-letters it; 0 means the consumer's MaxDeliver. The
+	// lower of the two wins.
+	MaxAttempts int
+	// NeverRetry lists error classes (see ErrorClass) that fail a task at
+	// once, like a permanent error.
+	NeverRetry []string
 }
 
 // Config configures a Runtime. Category is required; the rest has defaults.
@@ -268,7 +276,11 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 	res, purgeErr := r.purgeWithRetry(ctx, task)
 	stopHB()
 
-	lastDelivery := maxDeliver > 0 && int(meta.NumDelivered) >= maxDeliver
+	maxAttempts := maxDeliver
+	if r.cfg.Retry.MaxAttempts > 0 && (maxAttempts <= 0 || r.cfg.Retry.MaxAttempts < maxAttempts) {
+		maxAttempts = r.cfg.Retry.MaxAttempts
+	}
+	lastDelivery := maxAttempts > 0 && int(meta.NumDelivered) >= maxAttempts
 	report := &erasurev1.TaskReport{
 		JobId:       task.JobID,
 		AccountId:   task.AccountID,
@@ -281,18 +293,18 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 		WorkerId:    r.cfg.WorkerID,
 		ItemsPurged: res.ItemsPurged,
 	}
+	class := ErrorClass(purgeErr)
 	var out outcome
-	var pe *PermanentError
 	switch {
 	case purgeErr == nil:
 		out = outcomeSucceeded
 		report.Outcome = erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED
 	case ctx.Err() != nil:
 		out = outcomeShutdown
-	case errors.As(purgeErr, &pe):
+	case IsPermanent(purgeErr) || slices.Contains(r.cfg.Retry.NeverRetry, class):
 		out = outcomeFailed
 		report.Outcome = erasurev1.TaskOutcome_TASK_OUTCOME_FAILED
-		report.ErrorCode = pe.Code
+		report.ErrorCode = class
 		report.ErrorMessage = purgeErr.Error()
 	case lastDelivery:
 		out = outcomeFailed
@@ -301,6 +313,9 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 		report.ErrorMessage = fmt.Sprintf("gave up after %d deliveries: %v", meta.NumDelivered, purgeErr)
 	default:
 		out = outcomeRetry
+		report.Outcome = erasurev1.TaskOutcome_TASK_OUTCOME_RETRYING
+		report.ErrorCode = class
+		report.ErrorMessage = purgeErr.Error()
 	}
 
 	switch out {
@@ -310,9 +325,25 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 		log.Info("task handed back at shutdown", zap.Error(purgeErr))
 	case outcomeRetry:
 		delay := r.redeliveryDelay(meta.NumDelivered)
+		// The attempt shows in the job's history; losing this report
+		// loses only that line, never the task.
+		if err := r.publishReport(ctx, report); err != nil {
+			log.Warn("retrying report not published", zap.Error(err))
+		}
 		_ = msg.NakWithDelay(delay)
-		log.Warn("task failed, will retry", zap.Duration("retry_in", delay), zap.Int("max_deliver", maxDeliver), zap.Error(purgeErr))
+		log.Warn("task failed, will retry", zap.Duration("retry_in", delay), zap.Int("max_attempts", maxAttempts), zap.String("error_class", class), zap.Error(purgeErr))
 	default:
+		if out == outcomeFailed {
+			// Dead-lettered first, so that a failure is never only in a
+			// log line: if this fails, the task is retried instead.
+			if err := r.deadLetter(ctx, msg, meta, report); err != nil {
+				delay := r.redeliveryDelay(meta.NumDelivered)
+				_ = msg.NakWithDelay(delay)
+				log.Warn("dead letter not stored, will retry the task", zap.Duration("retry_in", delay), zap.Error(err))
+				out = outcomeRetry
+				break
+			}
+		}
 		if err := r.publishReport(ctx, report); err != nil {
 			// The purge is idempotent: try the whole task again later.
 			delay := r.redeliveryDelay(meta.NumDelivered)
@@ -329,7 +360,7 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 			log.Info("task succeeded", zap.Int64("items_purged", res.ItemsPurged), zap.Duration("took", time.Since(start)))
 		} else {
 			_ = msg.Term()
-			log.Error("task failed for good", zap.String("error_code", report.ErrorCode), zap.Error(purgeErr))
+			log.Error("task failed for good; dead-lettered", zap.String("error_code", report.ErrorCode), zap.Error(purgeErr))
 		}
 	}
 	r.metrics.observe(r.cfg.Category, string(out), res.ItemsPurged, time.Since(start))
@@ -380,6 +411,24 @@ func (r *Runtime) redeliveryDelay(delivered uint64) time.Duration {
 	return min(time.Duration(d), r.cfg.Retry.RedeliveryMax)
 }
 
+// deadLetter copies the task message to the category's dead-letter
+// subject with why it failed, deduplicated by its stream sequence.
+func (r *Runtime) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, rep *erasurev1.TaskReport) error {
+	m := nats.NewMsg(erasurev1.DeadLetterSubject(r.cfg.Category))
+	m.Data = msg.Data()
+	m.Header.Set(jetstream.MsgIDHeader, erasurev1.DeadLetterMsgID(meta.Stream, meta.Sequence.Stream))
+	m.Header.Set(erasurev1.HeaderDeadReason, rep.GetErrorMessage())
+	m.Header.Set(erasurev1.HeaderDeadCode, rep.GetErrorCode())
+	m.Header.Set(erasurev1.HeaderDeadAttempts, strconv.FormatUint(meta.NumDelivered, 10))
+	m.Header.Set(erasurev1.HeaderDeadSource, meta.Stream+":"+strconv.FormatUint(meta.Sequence.Stream, 10))
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := r.js.PublishMsg(pctx, m); err != nil {
+		return fmt.Errorf("dead-letter task of job %s: %w", rep.GetJobId(), err)
+	}
+	return nil
+}
+
 func (r *Runtime) publishReport(ctx context.Context, rep *erasurev1.TaskReport) error {
 	data, err := proto.Marshal(rep)
 	if err != nil {
@@ -387,7 +436,7 @@ func (r *Runtime) publishReport(ctx context.Context, rep *erasurev1.TaskReport) 
 	}
 	m := nats.NewMsg(erasurev1.ReportSubject(rep.GetCategory()))
 	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, erasurev1.ReportMsgID(rep.GetJobId(), rep.GetCategory(), rep.GetStage(), rep.GetGeneration(), rep.GetOutcome()))
+	m.Header.Set(jetstream.MsgIDHeader, erasurev1.ReportMsgID(rep.GetJobId(), rep.GetCategory(), rep.GetStage(), rep.GetGeneration(), rep.GetOutcome(), rep.GetAttempt()))
 	op := func() error {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()

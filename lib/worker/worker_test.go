@@ -144,6 +144,45 @@ func (e *env) nextReport(t *testing.T) *erasurev1.TaskReport {
 	}
 }
 
+// finalReport returns the first report that is not RETRYING, and how many
+// RETRYING reports came before it.
+func (e *env) finalReport(t *testing.T) (*erasurev1.TaskReport, int) {
+	t.Helper()
+	retrying := 0
+	for {
+		r := e.nextReport(t)
+		if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_RETRYING {
+			return r, retrying
+		}
+		if r.GetErrorMessage() == "" || r.GetErrorCode() == "" {
+			t.Errorf("retrying report without reason: %v", r)
+		}
+		retrying++
+	}
+}
+
+// deadLetters returns the dead letters stored so far.
+func (e *env) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	st, err := e.js.Stream(ctx, erasurev1.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func (e *env) noReport(t *testing.T, within time.Duration) {
 	t.Helper()
 	select {
@@ -221,7 +260,21 @@ func TestOutcomes(t *testing.T) {
 				return tt.purge(calls.Add(1))
 			}), m)
 			e.publishTask(t, "job1")
-			r := e.nextReport(t)
+			r, retrying := e.finalReport(t)
+			if want := int(tt.wantAttempt) - 1; tt.wantCode != "refused" && retrying != want {
+				t.Errorf("%d retrying reports, want %d (one per failed delivery)", retrying, want)
+			}
+			dead := e.deadLetters(t)
+			if failed := tt.wantOutcome == erasurev1.TaskOutcome_TASK_OUTCOME_FAILED; failed != (len(dead) == 1) {
+				t.Errorf("%d dead letters for outcome %v", len(dead), tt.wantOutcome)
+			} else if failed {
+				var task erasurev1.ErasureTask
+				h := dead[0].Header
+				if proto.Unmarshal(dead[0].Data, &task) != nil || task.GetJobId() != "job1" || h.Get(erasurev1.HeaderDeadCode) != tt.wantCode ||
+					h.Get(erasurev1.HeaderDeadReason) == "" || h.Get(erasurev1.HeaderDeadAttempts) != fmt.Sprint(tt.wantAttempt) || h.Get(erasurev1.HeaderDeadSource) == "" {
+					t.Errorf("dead letter = %v %q", h, dead[0].Data)
+				}
+			}
 			if r.GetOutcome() != tt.wantOutcome || r.GetAttempt() != tt.wantAttempt || r.GetErrorCode() != tt.wantCode || r.GetItemsPurged() != tt.wantItems {
 				t.Errorf("report = outcome %v attempt %d code %q items %d; want %v %d %q %d",
 					r.GetOutcome(), r.GetAttempt(), r.GetErrorCode(), r.GetItemsPurged(), tt.wantOutcome, tt.wantAttempt, tt.wantCode, tt.wantItems)
@@ -287,7 +340,7 @@ func TestHeartbeatKeepsALongPurgeFromBeingRedelivered(t *testing.T) {
 		return worker.Result{ItemsPurged: 1}, nil
 	}), nil)
 	e.publishTask(t, "long")
-	r := e.nextReport(t)
+	r, _ := e.finalReport(t)
 	if r.GetAttempt() != 1 || calls.Load() != 1 {
 		t.Errorf("attempt %d, purge calls %d; want 1 and 1: heartbeats must hold the message", r.GetAttempt(), calls.Load())
 	}
@@ -433,6 +486,57 @@ func TestConfigValidation(t *testing.T) {
 		}
 		if err != nil && !errors.Is(err, worker.ErrInvalidConfig) {
 			t.Errorf("error %v does not wrap ErrInvalidConfig", err)
+		}
+	}
+}
+
+func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		policy      func(*worker.RetryPolicy)
+		err         error
+		wantAttempt uint32
+		wantCode    string
+	}{
+		{"max attempts below max deliver", func(p *worker.RetryPolicy) { p.MaxAttempts = 2 }, errors.New("flaky"), 2, "max_deliveries"},
+		{"never-retried class fails at once", func(p *worker.RetryPolicy) { p.NeverRetry = []string{"quota"} }, worker.Transient("quota", errors.New("quota exhausted")), 1, "quota"},
+		{"other classes are retried", func(p *worker.RetryPolicy) { p.NeverRetry = []string{"quota"} }, worker.Transient("unavailable", errors.New("down")), 3, "max_deliveries"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, fastSettings())
+			cfg := fastConfig()
+			tt.policy(&cfg.Retry)
+			e.start(t, e.nc, cfg, purgeFunc(func(context.Context, worker.Task) (worker.Result, error) { return worker.Result{}, tt.err }), nil)
+			e.publishTask(t, "j")
+			r, _ := e.finalReport(t)
+			if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_FAILED || r.GetAttempt() != tt.wantAttempt || r.GetErrorCode() != tt.wantCode {
+				t.Errorf("report = %v attempt %d code %q; want failed on attempt %d with %q", r.GetOutcome(), r.GetAttempt(), r.GetErrorCode(), tt.wantAttempt, tt.wantCode)
+			}
+			if n := len(e.deadLetters(t)); n != 1 {
+				t.Errorf("%d dead letters, want 1", n)
+			}
+		})
+	}
+}
+
+func TestErrorClass(t *testing.T) {
+	tests := []struct {
+		give error
+		want string
+	}{
+		{nil, ""},
+		{errors.New("x"), "transient"},
+		{fmt.Errorf("wrapped: %w", context.DeadlineExceeded), "timeout"},
+		{worker.Transient("unavailable", errors.New("x")), "unavailable"},
+		{fmt.Errorf("w: %w", worker.Permanentf("refused", "no")), "refused"},
+		{worker.Permanent(errors.New("x")), "permanent"},
+	}
+	for _, tt := range tests {
+		if got := worker.ErrorClass(tt.give); got != tt.want {
+			t.Errorf("ErrorClass(%v) = %q, want %q", tt.give, got, tt.want)
 		}
 	}
 }

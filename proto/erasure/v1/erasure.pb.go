@@ -14,6 +14,7 @@ package erasurev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -36,6 +37,10 @@ const (
 	TaskOutcome_TASK_OUTCOME_SUCCEEDED TaskOutcome = 1
 	// The worker gave up: a permanent error or the last delivery failed.
 	TaskOutcome_TASK_OUTCOME_FAILED TaskOutcome = 2
+	// This delivery failed transiently; the task will be tried again. The
+	// coordinator records the attempt in the task's history and changes
+	// nothing else.
+	TaskOutcome_TASK_OUTCOME_RETRYING TaskOutcome = 3
 )
 
 // Enum value maps for TaskOutcome.
@@ -44,11 +49,13 @@ var (
 		0: "TASK_OUTCOME_UNSPECIFIED",
 		1: "TASK_OUTCOME_SUCCEEDED",
 		2: "TASK_OUTCOME_FAILED",
+		3: "TASK_OUTCOME_RETRYING",
 	}
 	TaskOutcome_value = map[string]int32{
 		"TASK_OUTCOME_UNSPECIFIED": 0,
 		"TASK_OUTCOME_SUCCEEDED":   1,
 		"TASK_OUTCOME_FAILED":      2,
+		"TASK_OUTCOME_RETRYING":    3,
 	}
 )
 
@@ -99,29 +106,43 @@ const (
 	// A task was scheduled again as a new generation (a replay), by actor
 	// for reason.
 	EventType_EVENT_TYPE_TASK_REPLAYED EventType = 7
+	// A delivery of a task failed transiently; it will be tried again.
+	EventType_EVENT_TYPE_TASK_RETRYING EventType = 8
+	// A task was copied to the dead-letter stream (it failed for good or its
+	// deliveries ran out).
+	EventType_EVENT_TYPE_TASK_DEAD_LETTERED EventType = 9
+	// Reconciliation published a dispatched task again because no report came
+	// and its message was gone from the work queue.
+	EventType_EVENT_TYPE_TASK_REDISPATCHED EventType = 10
 )
 
 // Enum value maps for EventType.
 var (
 	EventType_name = map[int32]string{
-		0: "EVENT_TYPE_UNSPECIFIED",
-		1: "EVENT_TYPE_JOB_CREATED",
-		2: "EVENT_TYPE_TASK_DISPATCHED",
-		3: "EVENT_TYPE_TASK_SUCCEEDED",
-		4: "EVENT_TYPE_TASK_FAILED",
-		5: "EVENT_TYPE_JOB_COMPLETED",
-		6: "EVENT_TYPE_JOB_FAILED",
-		7: "EVENT_TYPE_TASK_REPLAYED",
+		0:  "EVENT_TYPE_UNSPECIFIED",
+		1:  "EVENT_TYPE_JOB_CREATED",
+		2:  "EVENT_TYPE_TASK_DISPATCHED",
+		3:  "EVENT_TYPE_TASK_SUCCEEDED",
+		4:  "EVENT_TYPE_TASK_FAILED",
+		5:  "EVENT_TYPE_JOB_COMPLETED",
+		6:  "EVENT_TYPE_JOB_FAILED",
+		7:  "EVENT_TYPE_TASK_REPLAYED",
+		8:  "EVENT_TYPE_TASK_RETRYING",
+		9:  "EVENT_TYPE_TASK_DEAD_LETTERED",
+		10: "EVENT_TYPE_TASK_REDISPATCHED",
 	}
 	EventType_value = map[string]int32{
-		"EVENT_TYPE_UNSPECIFIED":     0,
-		"EVENT_TYPE_JOB_CREATED":     1,
-		"EVENT_TYPE_TASK_DISPATCHED": 2,
-		"EVENT_TYPE_TASK_SUCCEEDED":  3,
-		"EVENT_TYPE_TASK_FAILED":     4,
-		"EVENT_TYPE_JOB_COMPLETED":   5,
-		"EVENT_TYPE_JOB_FAILED":      6,
-		"EVENT_TYPE_TASK_REPLAYED":   7,
+		"EVENT_TYPE_UNSPECIFIED":        0,
+		"EVENT_TYPE_JOB_CREATED":        1,
+		"EVENT_TYPE_TASK_DISPATCHED":    2,
+		"EVENT_TYPE_TASK_SUCCEEDED":     3,
+		"EVENT_TYPE_TASK_FAILED":        4,
+		"EVENT_TYPE_JOB_COMPLETED":      5,
+		"EVENT_TYPE_JOB_FAILED":         6,
+		"EVENT_TYPE_TASK_REPLAYED":      7,
+		"EVENT_TYPE_TASK_RETRYING":      8,
+		"EVENT_TYPE_TASK_DEAD_LETTERED": 9,
+		"EVENT_TYPE_TASK_REDISPATCHED":  10,
 	}
 )
 
@@ -591,10 +612,14 @@ func (x *AccountFootprint) GetDetail() map[string]int64 {
 
 // TaskRef names one task of a job.
 type TaskRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Category      string                 `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
-	Stage         string                 `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
-	Action        string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Category string                 `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
+	Stage    string                 `protobuf:"bytes,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	Action   string                 `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// Tasks ("category/stage") that must succeed before this one runs.
+	DependsOn []string `protobuf:"bytes,4,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// Delay of the task after the job's creation.
+	After         *durationpb.Duration `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -650,6 +675,20 @@ func (x *TaskRef) GetAction() string {
 	return ""
 }
 
+func (x *TaskRef) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *TaskRef) GetAfter() *durationpb.Duration {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
 // LifecycleEvent is one entry of the append-only audit trail, published on
 // `erasure.v1.lifecycle.<job_id>` to the lifecycle stream. It says who did
 // what, when and why, and carries enough to rebuild the job's state.
@@ -679,7 +718,13 @@ type LifecycleEvent struct {
 	// The job's legal deadline, for EVENT_TYPE_JOB_CREATED.
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// The delivery attempt of the report, for task events.
-	Attempt       uint32 `protobuf:"varint,16,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Attempt uint32 `protobuf:"varint,16,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The dashboard event that asked for the job, for EVENT_TYPE_JOB_CREATED.
+	SourceEventId string `protobuf:"bytes,17,opt,name=source_event_id,json=sourceEventId,proto3" json:"source_event_id,omitempty"`
+	// The error class of a failed task ("permanent", "max_deliveries", ...).
+	ErrorCode string `protobuf:"bytes,18,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// The task's due time, for EVENT_TYPE_JOB_CREATED tasks and replays.
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -826,11 +871,32 @@ func (x *LifecycleEvent) GetAttempt() uint32 {
 	return 0
 }
 
+func (x *LifecycleEvent) GetSourceEventId() string {
+	if x != nil {
+		return x.SourceEventId
+	}
+	return ""
+}
+
+func (x *LifecycleEvent) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *LifecycleEvent) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
 var File_erasure_v1_erasure_proto protoreflect.FileDescriptor
 
 const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\n" +
-	"\x18erasure/v1/erasure.proto\x12\x10lethe.erasure.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x02\n" +
+	"\x18erasure/v1/erasure.proto\x12\x10lethe.erasure.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x02\n" +
 	"\vErasureTask\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
@@ -880,11 +946,14 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x06detail\x18\x03 \x03(\v2..lethe.erasure.v1.AccountFootprint.DetailEntryR\x06detail\x1a9\n" +
 	"\vDetailEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"S\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa3\x01\n" +
 	"\aTaskRef\x12\x1a\n" +
 	"\bcategory\x18\x01 \x01(\tR\bcategory\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12\x16\n" +
-	"\x06action\x18\x03 \x01(\tR\x06action\"\x92\x04\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x04 \x03(\tR\tdependsOn\x12/\n" +
+	"\x05after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05after\"\x8c\x05\n" +
 	"\x0eLifecycleEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.lethe.erasure.v1.EventTypeR\x04type\x12\x15\n" +
@@ -905,11 +974,16 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x05error\x18\r \x01(\tR\x05error\x12/\n" +
 	"\x05tasks\x18\x0e \x03(\v2\x19.lethe.erasure.v1.TaskRefR\x05tasks\x126\n" +
 	"\bdeadline\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x18\n" +
-	"\aattempt\x18\x10 \x01(\rR\aattempt*`\n" +
+	"\aattempt\x18\x10 \x01(\rR\aattempt\x12&\n" +
+	"\x0fsource_event_id\x18\x11 \x01(\tR\rsourceEventId\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x12 \x01(\tR\terrorCode\x121\n" +
+	"\x06due_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt*{\n" +
 	"\vTaskOutcome\x12\x1c\n" +
 	"\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n" +
-	"\x13TASK_OUTCOME_FAILED\x10\x02*\xf5\x01\n" +
+	"\x13TASK_OUTCOME_FAILED\x10\x02\x12\x19\n" +
+	"\x15TASK_OUTCOME_RETRYING\x10\x03*\xd8\x02\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16EVENT_TYPE_JOB_CREATED\x10\x01\x12\x1e\n" +
@@ -918,7 +992,11 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x16EVENT_TYPE_TASK_FAILED\x10\x04\x12\x1c\n" +
 	"\x18EVENT_TYPE_JOB_COMPLETED\x10\x05\x12\x19\n" +
 	"\x15EVENT_TYPE_JOB_FAILED\x10\x06\x12\x1c\n" +
-	"\x18EVENT_TYPE_TASK_REPLAYED\x10\aB;Z9github.com/lethe-privacy/lethe/proto/erasure/v1;erasurev1b\x06proto3"
+	"\x18EVENT_TYPE_TASK_REPLAYED\x10\a\x12\x1c\n" +
+	"\x18EVENT_TYPE_TASK_RETRYING\x10\b\x12!\n" +
+	"\x1dEVENT_TYPE_TASK_DEAD_LETTERED\x10\t\x12 \n" +
+	"\x1cEVENT_TYPE_TASK_REDISPATCHED\x10\n" +
+	"B;Z9github.com/lethe-privacy/lethe/proto/erasure/v1;erasurev1b\x06proto3"
 
 var (
 	file_erasure_v1_erasure_proto_rawDescOnce sync.Once
@@ -946,6 +1024,7 @@ var file_erasure_v1_erasure_proto_goTypes = []any{
 	(*LifecycleEvent)(nil),        // 8: lethe.erasure.v1.LifecycleEvent
 	nil,                           // 9: lethe.erasure.v1.AccountFootprint.DetailEntry
 	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
 }
 var file_erasure_v1_erasure_proto_depIdxs = []int32{
 	10, // 0: lethe.erasure.v1.ErasureTask.requested_at:type_name -> google.protobuf.Timestamp
@@ -956,15 +1035,17 @@ var file_erasure_v1_erasure_proto_depIdxs = []int32{
 	10, // 5: lethe.erasure.v1.TaskReport.finished_at:type_name -> google.protobuf.Timestamp
 	6,  // 6: lethe.erasure.v1.FootprintReply.accounts:type_name -> lethe.erasure.v1.AccountFootprint
 	9,  // 7: lethe.erasure.v1.AccountFootprint.detail:type_name -> lethe.erasure.v1.AccountFootprint.DetailEntry
-	1,  // 8: lethe.erasure.v1.LifecycleEvent.type:type_name -> lethe.erasure.v1.EventType
-	10, // 9: lethe.erasure.v1.LifecycleEvent.at:type_name -> google.protobuf.Timestamp
-	7,  // 10: lethe.erasure.v1.LifecycleEvent.tasks:type_name -> lethe.erasure.v1.TaskRef
-	10, // 11: lethe.erasure.v1.LifecycleEvent.deadline:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 8: lethe.erasure.v1.TaskRef.after:type_name -> google.protobuf.Duration
+	1,  // 9: lethe.erasure.v1.LifecycleEvent.type:type_name -> lethe.erasure.v1.EventType
+	10, // 10: lethe.erasure.v1.LifecycleEvent.at:type_name -> google.protobuf.Timestamp
+	7,  // 11: lethe.erasure.v1.LifecycleEvent.tasks:type_name -> lethe.erasure.v1.TaskRef
+	10, // 12: lethe.erasure.v1.LifecycleEvent.deadline:type_name -> google.protobuf.Timestamp
+	10, // 13: lethe.erasure.v1.LifecycleEvent.due_at:type_name -> google.protobuf.Timestamp
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_erasure_v1_erasure_proto_init() }

@@ -18,6 +18,12 @@ const (
 	// FootprintSubjectPrefix is followed by the category. Plain request-reply,
 	// no stream: a footprint is a question, not a record.
 	FootprintSubjectPrefix = "erasure.v1.footprint."
+	// DeadLetterSubjectPrefix is followed by the category: tasks that failed
+	// for good, kept with the reason until an SRE replays or drains them.
+	DeadLetterSubjectPrefix = "erasure.v1.dead."
+	// MaxDeliveriesAdvisoryPrefix is JetStream's advisory for a message whose
+	// deliveries ran out, followed by "<stream>.<consumer>".
+	MaxDeliveriesAdvisoryPrefix = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES."
 	// RejectedIngressSubject keeps inbound events that could not be decoded,
 	// for inspection.
 	RejectedIngressSubject = "erasure.v1.rejected.ingress"
@@ -25,11 +31,15 @@ const (
 	// AccountDeletedSubject is where the dashboard publishes AccountDeleted.
 	AccountDeletedSubject = "accounts.v1.deleted"
 
-	TasksStream     = "ERASURE_V1_TASKS"
-	ReportsStream   = "ERASURE_V1_REPORTS"
-	LifecycleStream = "ERASURE_V1_LIFECYCLE"
-	RejectedStream  = "ERASURE_V1_REJECTED"
-	AccountsStream  = "ACCOUNTS_V1"
+	TasksStream      = "ERASURE_V1_TASKS"
+	ReportsStream    = "ERASURE_V1_REPORTS"
+	LifecycleStream  = "ERASURE_V1_LIFECYCLE"
+	RejectedStream   = "ERASURE_V1_REJECTED"
+	AccountsStream   = "ACCOUNTS_V1"
+	DeadLetterStream = "ERASURE_V1_DEAD_LETTERS"
+	// AdvisoryStream captures the tasks consumers' max-deliveries advisories,
+	// so that none is missed while no coordinator runs.
+	AdvisoryStream = "ERASURE_V1_ADVISORIES"
 
 	// ReportsConsumer is the coordinator replicas' shared durable consumer of
 	// reports.
@@ -37,6 +47,15 @@ const (
 	// IngressConsumer is the coordinator replicas' shared durable consumer of
 	// the dashboard's AccountDeleted events.
 	IngressConsumer = "coordinator-ingress"
+	// AdvisoryConsumer is the coordinators' durable consumer of advisories.
+	AdvisoryConsumer = "coordinator-advisories"
+
+	// Headers of a dead letter: why, which error class, after how many
+	// deliveries, and where the task message was (stream:sequence).
+	HeaderDeadReason   = "Lethe-Dead-Reason"
+	HeaderDeadCode     = "Lethe-Dead-Code"
+	HeaderDeadAttempts = "Lethe-Dead-Attempts"
+	HeaderDeadSource   = "Lethe-Dead-Source"
 
 	// HeaderContentType selects the body encoding of AccountDeleted.
 	HeaderContentType = "Content-Type"
@@ -69,6 +88,14 @@ func LifecycleSubject(jobID string) string { return LifecycleSubjectPrefix + job
 // FootprintSubject is the request subject a category's workers answer.
 func FootprintSubject(category string) string { return FootprintSubjectPrefix + category }
 
+// DeadLetterSubject is where a category's dead tasks are kept.
+func DeadLetterSubject(category string) string { return DeadLetterSubjectPrefix + category }
+
+// DeadLetterMsgID deduplicates the dead letter of one task message.
+func DeadLetterMsgID(stream string, seq uint64) string {
+	return "dead:" + stream + ":" + strconv.FormatUint(seq, 10)
+}
+
 // WorkerConsumer is the durable pull consumer shared by a category's workers.
 func WorkerConsumer(category string) string { return "worker-" + category }
 
@@ -79,8 +106,12 @@ func TaskMsgID(jobID, category, stage string, generation uint32) string {
 	return fmt.Sprintf("task:%s:%s:%s:%s", jobID, category, stage, strconv.FormatUint(uint64(generation), 10))
 }
 
-// ReportMsgID is the Nats-Msg-Id of a report: one per task dispatch and
-// outcome, so that a worker re-publishing after a lost ack is deduplicated.
-func ReportMsgID(jobID, category, stage string, generation uint32, outcome TaskOutcome) string {
+// ReportMsgID is the Nats-Msg-Id of a report: one per task dispatch,
+// outcome and, for retrying reports, delivery attempt, so that a worker
+// re-publishing after a lost ack is deduplicated.
+func ReportMsgID(jobID, category, stage string, generation uint32, outcome TaskOutcome, attempt uint32) string {
+	if outcome == TaskOutcome_TASK_OUTCOME_RETRYING {
+		return fmt.Sprintf("report:%s:%s:%s:%d:%d:%d", jobID, category, stage, generation, outcome, attempt)
+	}
 	return fmt.Sprintf("report:%s:%s:%s:%d:%d", jobID, category, stage, generation, outcome)
 }

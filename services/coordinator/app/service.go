@@ -100,8 +100,11 @@ func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (j
 		Attempt:    rep.GetAttempt(),
 		At:         s.now(),
 	}
-	if rep.GetOutcome() == erasurev1.TaskOutcome_TASK_OUTCOME_UNSPECIFIED {
+	switch rep.GetOutcome() {
+	case erasurev1.TaskOutcome_TASK_OUTCOME_UNSPECIFIED:
 		return jobs.Effect{}, fmt.Errorf("%w: report without outcome", jobs.ErrUnknownTask)
+	case erasurev1.TaskOutcome_TASK_OUTCOME_RETRYING:
+		return s.recordRetry(ctx, rep, r)
 	}
 	var eff jobs.Effect
 	j, err := s.store.Update(ctx, rep.GetJobId(), func(j *jobs.Job) error {
@@ -178,6 +181,40 @@ func (s *Service) Replay(ctx context.Context, id string, sel jobs.ReplaySelector
 	}
 	s.wake()
 	return j, keys, nil
+}
+
+func (s *Service) recordRetry(ctx context.Context, rep *erasurev1.TaskReport, r jobs.Report) (jobs.Effect, error) {
+	var a jobs.Attempt
+	var recorded bool
+	j, err := s.store.Update(ctx, rep.GetJobId(), func(j *jobs.Job) error {
+		var err error
+		a, recorded, err = j.RecordRetry(r)
+		if err != nil {
+			return err
+		}
+		if !recorded {
+			return jobstore.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return jobs.Effect{}, err
+	}
+	s.metrics.reports.WithLabelValues(r.Task.Category, "retrying").Inc()
+	if a.Attempt == 0 {
+		return jobs.Effect{Result: jobs.ReportDuplicate}, nil
+	}
+	t, err := j.Task(r.Task)
+	if err != nil {
+		return jobs.Effect{}, err
+	}
+	if err := s.rec.Record(ctx, lifecycle.Retrying(j, t, a, rep.GetWorkerId())); err != nil {
+		return jobs.Effect{}, err
+	}
+	if recorded {
+		return jobs.Effect{Result: jobs.ReportApplied}, nil
+	}
+	return jobs.Effect{Result: jobs.ReportDuplicate}, nil
 }
 
 // Get returns a job; the error wraps jobs.ErrNotFound for an unknown id.

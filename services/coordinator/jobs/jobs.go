@@ -109,6 +109,7 @@ const (
 	OutcomeSucceeded = "succeeded"
 	OutcomeFailed    = "failed"
 	OutcomeReplayed  = "replayed"
+	OutcomeRetrying  = "retrying"
 )
 
 // maxHistory bounds a task's history; the lifecycle stream keeps it all.
@@ -479,6 +480,31 @@ func (j *Job) GenerationSum() uint64 {
 		n += uint64(j.Tasks[i].Generation)
 	}
 	return n
+}
+
+// RecordRetry notes a failed delivery that the worker will retry: the
+// task's history and attempt count grow, nothing else changes. It returns
+// the history entry and false for a stale or finished task or a delivery
+// already recorded.
+func (j *Job) RecordRetry(r Report) (Attempt, bool, error) {
+	t, err := j.Task(r.Task)
+	if err != nil {
+		return Attempt{}, false, err
+	}
+	if r.Generation != t.Generation || t.Status.Terminal() {
+		return Attempt{}, false, nil
+	}
+	for _, a := range t.History {
+		if a.Generation == r.Generation && a.Attempt == r.Attempt && a.Outcome == OutcomeRetrying {
+			return a, false, nil
+		}
+	}
+	a := Attempt{Generation: r.Generation, Attempt: r.Attempt, At: r.At.UTC(), Outcome: OutcomeRetrying, ErrorCode: r.ErrorCode, Error: r.Error}
+	t.record(a)
+	t.Attempts = max(t.Attempts, t.PriorAttempts+r.Attempt)
+	t.Error, t.ErrorCode = r.Error, r.ErrorCode
+	j.UpdatedAt = a.At
+	return a, true, nil
 }
 
 // ErrConflict means the job's state does not allow the action now.

@@ -406,3 +406,30 @@ func mustApply(t *testing.T, j *Job, r Report) Effect {
 	}
 	return eff
 }
+
+func TestRecordRetry(t *testing.T) {
+	j := newJob(t, "contacts")
+	r := fail("contacts", 1, "timeout")
+	r.Attempt = 1
+	if _, ok, err := j.RecordRetry(r); err != nil || !ok {
+		t.Fatalf("first retry: %v %v", ok, err)
+	}
+	if _, ok, _ := j.RecordRetry(r); ok {
+		t.Error("the same delivery was recorded twice")
+	}
+	r.Attempt = 2
+	_, _, _ = j.RecordRetry(r)
+	tk := j.Tasks[0]
+	if tk.Status != TaskScheduled || tk.Attempts != 2 || len(tk.History) != 2 || tk.Error != "timeout" {
+		t.Errorf("task after two retries = %s attempts %d history %d error %q", tk.Status, tk.Attempts, len(tk.History), tk.Error)
+	}
+	final := ok("contacts", 1, 4)
+	final.Attempt = 3
+	mustApply(t, j, final)
+	if j.Tasks[0].Attempts != 3 || j.Tasks[0].Error != "" || len(j.Tasks[0].History) != 3 || j.Status != StatusCompleted {
+		t.Errorf("after success on attempt 3: %+v", j.Tasks[0])
+	}
+	if _, ok, _ := j.RecordRetry(r); ok {
+		t.Error("a retry was recorded on a finished task")
+	}
+}

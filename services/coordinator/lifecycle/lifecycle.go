@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
@@ -65,8 +66,13 @@ func Created(j *jobs.Job) *erasurev1.LifecycleEvent {
 	ev.Actor = j.RequestedBy
 	ev.Reason = j.Reason
 	ev.Deadline = timestamppb.New(j.Deadline)
+	ev.SourceEventId = j.EventID
 	for _, t := range j.Tasks {
-		ev.Tasks = append(ev.Tasks, &erasurev1.TaskRef{Category: t.Category, Stage: t.Stage, Action: t.Action})
+		ref := &erasurev1.TaskRef{Category: t.Category, Stage: t.Stage, Action: t.Action, After: durationpb.New(t.DueAt.Sub(j.CreatedAt))}
+		for _, d := range t.DependsOn {
+			ref.DependsOn = append(ref.DependsOn, d.String())
+		}
+		ev.Tasks = append(ev.Tasks, ref)
 	}
 	return ev
 }
@@ -84,7 +90,22 @@ func Replayed(j *jobs.Job, t *jobs.Task, actor, reason string, at time.Time) *er
 	ev := base(j, taskEventID(j, t, "replayed"), erasurev1.EventType_EVENT_TYPE_TASK_REPLAYED, at)
 	ev.Actor = actor
 	ev.Reason = reason
+	ev.DueAt = timestamppb.New(t.DueAt)
 	setTask(ev, t)
+	return ev
+}
+
+// Retrying is the event of one failed delivery that will be retried.
+func Retrying(j *jobs.Job, t *jobs.Task, a jobs.Attempt, workerID string) *erasurev1.LifecycleEvent {
+	ev := base(j, taskEventID(j, t, "retrying:"+strconv.FormatUint(uint64(a.Attempt), 10)), erasurev1.EventType_EVENT_TYPE_TASK_RETRYING, a.At)
+	ev.Actor = "worker:" + t.Category
+	if workerID != "" {
+		ev.Actor += "/" + workerID
+	}
+	setTask(ev, t)
+	ev.Attempt = a.Attempt
+	ev.Error = a.Error
+	ev.ErrorCode = a.ErrorCode
 	return ev
 }
 
@@ -106,6 +127,7 @@ func TaskFinished(j *jobs.Job, t *jobs.Task, workerID string) *erasurev1.Lifecyc
 	setTask(ev, t)
 	ev.ItemsPurged = t.ItemsPurged
 	ev.Error = t.Error
+	ev.ErrorCode = t.ErrorCode
 	ev.Attempt = t.Attempts
 	return ev
 }

@@ -1,0 +1,33 @@
+package worker
+
+import (
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServiceConfigFlagsAndEnv(t *testing.T) {
+	env := map[string]string{"LETHE_RETRY_INITIAL": "2s", "LETHE_MAX_ATTEMPTS": "4", "LETHE_NEVER_RETRY": "quota, refused"}
+	var c ServiceConfig
+	fs := flag.NewFlagSet("w", flag.ContinueOnError)
+	c.RegisterFlags(fs, func(k string) string { return env[k] }, "logs", "127.0.0.1:9102")
+	if err := fs.Parse([]string{"-retry-max", "1m", "-never-retry", "quota"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := c.Runtime.Retry
+	if r.RedeliveryInitial != 2*time.Second || r.RedeliveryMax != time.Minute || r.MaxAttempts != 4 || strings.Join(r.NeverRetry, ",") != "quota" || c.Runtime.Category != "logs" {
+		t.Errorf("config = %+v", c)
+	}
+
+	bad := map[string]string{"LETHE_RETRY_INITIAL": "soon", "LETHE_MAX_ATTEMPTS": "many"}
+	var c2 ServiceConfig
+	c2.RegisterFlags(flag.NewFlagSet("w", flag.ContinueOnError), func(k string) string { return bad[k] }, "logs", "127.0.0.1:9102")
+	err := c2.Validate()
+	if err == nil || !strings.Contains(err.Error(), "LETHE_RETRY_INITIAL") || !strings.Contains(err.Error(), "LETHE_MAX_ATTEMPTS") {
+		t.Errorf("Validate with malformed env = %v, want both variables named", err)
+	}
+}
