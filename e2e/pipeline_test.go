@@ -50,6 +50,12 @@ func testTopology() topology.Settings {
 
 func startPipeline(t *testing.T) *pipeline {
 	t.Helper()
+	return startPipelineWith(t, nil)
+}
+
+// startPipelineWith lets a test adjust the coordinator's configuration.
+func startPipelineWith(t *testing.T, adjust func(*app.Config)) *pipeline {
+	t.Helper()
 	p := &pipeline{nats: testenv.StartNATS(t), log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
 	p.nc, p.js = p.nats.Connect(t)
 	rdb, prefix := testenv.Redis(t)
@@ -60,6 +66,9 @@ func startPipeline(t *testing.T) *pipeline {
 		Categories: []string{erasurev1.CategoryContacts}, Topology: testTopology(), ShutdownTimeout: 10 * time.Second,
 	}
 	cfg.Topology.Categories = cfg.Categories
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)
@@ -99,7 +108,8 @@ func (p *pipeline) startWorker(t *testing.T, purger worker.Purger) {
 	var cfg worker.ServiceConfig
 	cfg.NATSURL = p.nats.URL
 	cfg.HTTPAddr = "127.0.0.1:0"
-	cfg.Runtime = worker.Config{Category: erasurev1.CategoryContacts, Concurrency: 4, DrainTimeout: 10 * time.Second}
+	cfg.Runtime = worker.Config{Category: erasurev1.CategoryContacts, Concurrency: 4, DrainTimeout: 10 * time.Second,
+		Retry: worker.RetryPolicy{InProcessAttempts: 1, RedeliveryInitial: 100 * time.Millisecond, RedeliveryMultiplier: 2, RedeliveryMax: time.Second}}
 	cfg.Topology = testTopology()
 	cfg.Topology.Categories = []string{erasurev1.CategoryContacts}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -118,3 +118,35 @@ const (
 	TaskSucceeded  = "succeeded"
 	TaskFailed     = "failed"
 )
+
+// DeadLetter is a task that failed for good, kept for replay. It names the
+// task by ids only.
+type DeadLetter struct {
+	Seq        uint64    `json:"seq"`
+	Category   string    `json:"category"`
+	JobID      string    `json:"job_id"`
+	AccountID  string    `json:"account_id"`
+	Stage      string    `json:"stage"`
+	Generation uint32    `json:"generation"`
+	Code       string    `json:"code"`
+	Reason     string    `json:"reason"`
+	Attempts   int       `json:"attempts"`
+	Source     string    `json:"source"`
+	StoredAt   time.Time `json:"stored_at"`
+}
+
+// DeadLetterList answers GET /v1/dead-letters: the oldest letters first,
+// up to the limit, and how many there are in all.
+type DeadLetterList struct {
+	DeadLetters []DeadLetter `json:"dead_letters"`
+	Total       int          `json:"total"`
+}
+
+// DeadLetterReplay answers POST /v1/dead-letters/{seq}/replay. Result is
+// "replayed" (the task runs again) or "resolved" (it had already
+// succeeded or was running again; the letter was removed).
+type DeadLetterReplay struct {
+	DeadLetter DeadLetter `json:"dead_letter"`
+	Result     string     `json:"result"`
+	Job        *Job       `json:"job,omitempty"`
+}

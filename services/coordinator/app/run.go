@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+	"github.com/lethe-privacy/lethe/services/coordinator/deadletter"
 	"github.com/lethe-privacy/lethe/services/coordinator/dispatch"
 	"github.com/lethe-privacy/lethe/services/coordinator/httpapi"
 	"github.com/lethe-privacy/lethe/services/coordinator/ingress"
@@ -69,6 +70,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	}
 	intake := reports.New(repCons, svc, log.Named("reports"), reg, reports.Options{})
 	events := ingress.New(inCons, js, svc, log.Named("ingress"), reg)
+	dead := deadletter.New(js, svc, log.Named("deadletter"), reg)
 
 	handler := httpapi.NewHandler(svc, log.Named("http"), httpapi.Options{
 		Ready: func(ctx context.Context) error {
@@ -80,8 +82,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 			}
 			return nil
 		},
-		Gatherer:   reg,
-		Registerer: reg,
+		Gatherer:    reg,
+		Registerer:  reg,
+		DeadLetters: dead,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -103,11 +106,12 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8) // one slot per component, so that none blocks on exit
 	for name, run := range map[string]func(context.Context) error{
 		"dispatcher":     disp.Run,
 		"report intake":  intake.Run,
 		"event consumer": events.Run,
+		"advisories":     dead.RunAdvisories,
 	} {
 		wg.Add(1)
 		go func() {

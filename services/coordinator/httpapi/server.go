@@ -44,6 +44,8 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Registerer receives the API's own metrics; may be nil.
 	Registerer prometheus.Registerer
+	// DeadLetters serves /v1/dead-letters; nil serves none.
+	DeadLetters DeadLetters
 }
 
 type server struct {
@@ -74,6 +76,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.route(mux, "GET /v1/erasures", s.list)
 	s.route(mux, "GET /v1/erasures/{id}", s.get)
 	s.route(mux, "POST /v1/erasures/{id}/replay", s.replay)
+	s.deadLetterRoutes(mux)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
