@@ -230,6 +230,7 @@ var commands = []commandSpec{
 	footprintSpec,
 	eventSpec,
 	replaySpec,
+	deadLettersSpec,
 	versionSpec,
 }
 

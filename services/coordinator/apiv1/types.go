@@ -150,3 +150,37 @@ type DeadLetterReplay struct {
 	Result     string     `json:"result"`
 	Job        *Job       `json:"job,omitempty"`
 }
+
+// BulkReplayRequest is the body of POST /v1/replays: replay every job that
+// failed within Since ("2h"; empty: any time), optionally only one
+// category's tasks. Status must be "failed". With DryRun nothing is
+// replayed and RequestedBy and Reason may be empty.
+type BulkReplayRequest struct {
+	Status      string `json:"status"`
+	Since       string `json:"since,omitempty"`
+	Category    string `json:"category,omitempty"`
+	DryRun      bool   `json:"dry_run,omitempty"`
+	Limit       int    `json:"limit,omitempty"`
+	RequestedBy string `json:"requested_by,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// BulkReplayResponse lists the jobs selected and counts what happened.
+type BulkReplayResponse struct {
+	DryRun    bool             `json:"dry_run"`
+	Matched   int              `json:"matched"`
+	Replayed  int              `json:"replayed"`
+	Conflicts int              `json:"conflicts"`
+	Jobs      []BulkReplayItem `json:"jobs"`
+}
+
+// BulkReplayItem is one selected job. Result is "matched" (dry run),
+// "replayed" or "conflict" (with Error).
+type BulkReplayItem struct {
+	JobID      string    `json:"job_id"`
+	AccountID  string    `json:"account_id"`
+	FinishedAt time.Time `json:"finished_at"`
+	Tasks      []string  `json:"tasks"`
+	Result     string    `json:"result"`
+	Error      string    `json:"error,omitempty"`
+}

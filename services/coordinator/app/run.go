@@ -85,6 +85,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		Gatherer:    reg,
 		Registerer:  reg,
 		DeadLetters: dead,
+		Bulk:        svc,
 	})
 	srv := &http.Server{
 		Handler:           handler,

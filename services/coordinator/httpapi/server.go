@@ -46,6 +46,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// DeadLetters serves /v1/dead-letters; nil serves none.
 	DeadLetters DeadLetters
+	// Bulk serves POST /v1/replays; nil serves none.
+	Bulk BulkReplayer
 }
 
 type server struct {
@@ -77,6 +79,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.route(mux, "GET /v1/erasures/{id}", s.get)
 	s.route(mux, "POST /v1/erasures/{id}/replay", s.replay)
 	s.deadLetterRoutes(mux)
+	s.bulkRoutes(mux)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
