@@ -28,6 +28,11 @@ type Config struct {
 	Topology topology.Settings
 	// ShutdownTimeout bounds the graceful drain.
 	ShutdownTimeout time.Duration
+	// ReconcileInterval spaces reconciliation runs; RedispatchAfter is how
+	// long a dispatched task may go without a report before its message is
+	// looked for (see package reconcile).
+	ReconcileInterval time.Duration
+	RedispatchAfter   time.Duration
 }
 
 // Actions run by each category's erase stage until the retention policy
@@ -85,6 +90,8 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	cats := fs.String("categories", env("LETHE_CATEGORIES", erasurev1.CategoryContacts), "comma-separated data categories every job erases (env LETHE_CATEGORIES)")
 	replicas := fs.Int("stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "time between reconciliation runs")
+	fs.DurationVar(&c.RedispatchAfter, "redispatch-after", 15*time.Minute, "how long a dispatched task may go without a report before reconciliation looks for its message")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/lethe-privacy/lethe/services/coordinator/ingress"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
 	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
+	"github.com/lethe-privacy/lethe/services/coordinator/reconcile"
 	"github.com/lethe-privacy/lethe/services/coordinator/reports"
 )
 
@@ -71,6 +72,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	intake := reports.New(repCons, svc, log.Named("reports"), reg, reports.Options{})
 	events := ingress.New(inCons, js, svc, log.Named("ingress"), reg)
 	dead := deadletter.New(js, svc, log.Named("deadletter"), reg)
+	recon := reconcile.New(store, js, rec, log.Named("reconcile"), reg, reconcile.Options{
+		Interval: cfg.ReconcileInterval, RedispatchAfter: cfg.RedispatchAfter,
+	})
 
 	handler := httpapi.NewHandler(svc, log.Named("http"), httpapi.Options{
 		Ready: func(ctx context.Context) error {
@@ -86,6 +90,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		Registerer:  reg,
 		DeadLetters: dead,
 		Bulk:        svc,
+		Reconciler:  recon,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -113,6 +118,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		"report intake":  intake.Run,
 		"event consumer": events.Run,
 		"advisories":     dead.RunAdvisories,
+		"reconciliation": recon.Run,
 	} {
 		wg.Add(1)
 		go func() {

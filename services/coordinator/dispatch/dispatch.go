@@ -155,7 +155,8 @@ func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.js.PublishMsg(ctx, msg); err != nil {
+	ack, err := d.js.PublishMsg(ctx, msg)
+	if err != nil {
 		return fmt.Errorf("publish %s task of job %s: %w", t.Category, j.ID, err)
 	}
 	gen := t.Generation
@@ -169,7 +170,9 @@ func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
 		if !changed {
 			return jobstore.ErrNoChange
 		}
-		return nil
+		// Where the message sits, so that reconciliation can tell a task
+		// still queued from one the broker lost.
+		return j.SetMsgSeq(e.Task, gen, ack.Sequence)
 	})
 	if err != nil {
 		return fmt.Errorf("mark %s task of job %s dispatched: %w", e.Task.Category, e.JobID, err)
@@ -181,6 +184,11 @@ func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
 		}
 	}
 	return nil
+}
+
+// TaskMessage builds the message of a task's dispatch.
+func TaskMessage(j *jobs.Job, t *jobs.Task, now time.Time) (*nats.Msg, error) {
+	return taskMessage(j, t, now)
 }
 
 func taskMessage(j *jobs.Job, t *jobs.Task, now time.Time) (*nats.Msg, error) {

@@ -48,6 +48,8 @@ type Options struct {
 	DeadLetters DeadLetters
 	// Bulk serves POST /v1/replays; nil serves none.
 	Bulk BulkReplayer
+	// Reconciler serves /v1/reconciliation and ?stuck=true; nil: none.
+	Reconciler Reconciler
 }
 
 type server struct {
@@ -80,6 +82,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.route(mux, "POST /v1/erasures/{id}/replay", s.replay)
 	s.deadLetterRoutes(mux)
 	s.bulkRoutes(mux)
+	s.reconcileRoutes(mux)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -198,11 +201,19 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
 		switch k {
-		case "account_id", "status", "page_size", "page_token":
+		case "account_id", "status", "page_size", "page_token", "stuck":
 		default:
-			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token", k))
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token, stuck", k))
 			return
 		}
+	}
+	if q.Has("stuck") {
+		if q.Get("stuck") != "true" || len(q) > 1 {
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "stuck=true stands alone: it lists the tasks of running jobs that do not move")
+			return
+		}
+		s.stuckJobs(w, r)
+		return
 	}
 	f := jobstore.Filter{AccountID: q.Get("account_id"), Status: jobs.Status(q.Get("status")), PageSize: DefaultPageSize, PageToken: q.Get("page_token")}
 	if f.AccountID != "" {

@@ -82,6 +82,10 @@ type Task struct {
 	// generations, so that a replay adds to them and counts nothing twice.
 	PriorAttempts uint32 `json:"prior_attempts,omitempty"`
 	PriorItems    int64  `json:"prior_items,omitempty"`
+	// MsgSeq is the tasks-stream sequence of the last dispatch's message,
+	// and Redispatches counts reconciliation's re-publishes of it.
+	MsgSeq       uint64 `json:"msg_seq,omitempty"`
+	Redispatches int    `json:"redispatches,omitempty"`
 	// History lists every outcome reported and every replay, oldest first.
 	History      []Attempt  `json:"history,omitempty"`
 	DueAt        time.Time  `json:"due_at"`
@@ -352,6 +356,38 @@ func (j *Job) MarkDispatched(k TaskKey, gen uint32, at time.Time) (bool, error) 
 	}
 	at = at.UTC()
 	t.Status = TaskDispatched
+	t.DispatchedAt = &at
+	j.UpdatedAt = at
+	return true, nil
+}
+
+// SetMsgSeq records where generation gen of task k's message sits in the
+// tasks stream; a stale generation is ignored.
+func (j *Job) SetMsgSeq(k TaskKey, gen uint32, seq uint64) error {
+	t, err := j.Task(k)
+	if err != nil {
+		return err
+	}
+	if t.Generation == gen {
+		t.MsgSeq = seq
+	}
+	return nil
+}
+
+// MarkRedispatched records that reconciliation published the dispatched
+// task again (its message was gone without a report). It reports false
+// when the task is no longer dispatched in that generation.
+func (j *Job) MarkRedispatched(k TaskKey, gen uint32, seq uint64, at time.Time) (bool, error) {
+	t, err := j.Task(k)
+	if err != nil {
+		return false, err
+	}
+	if t.Generation != gen || t.Status != TaskDispatched {
+		return false, nil
+	}
+	at = at.UTC()
+	t.MsgSeq = seq
+	t.Redispatches++
 	t.DispatchedAt = &at
 	j.UpdatedAt = at
 	return true, nil

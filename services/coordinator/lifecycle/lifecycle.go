@@ -95,6 +95,16 @@ func Replayed(j *jobs.Job, t *jobs.Task, actor, reason string, at time.Time) *er
 	return ev
 }
 
+// Redispatched is the event of reconciliation publishing a dispatched
+// task again.
+func Redispatched(j *jobs.Job, t *jobs.Task, at time.Time) *erasurev1.LifecycleEvent {
+	ev := base(j, taskEventID(j, t, "redispatched:"+strconv.Itoa(t.Redispatches)), erasurev1.EventType_EVENT_TYPE_TASK_REDISPATCHED, at)
+	ev.Actor = "coordinator:reconcile"
+	ev.Reason = "no report came and the task message was gone from the work queue"
+	setTask(ev, t)
+	return ev
+}
+
 // Retrying is the event of one failed delivery that will be retried.
 func Retrying(j *jobs.Job, t *jobs.Task, a jobs.Attempt, workerID string) *erasurev1.LifecycleEvent {
 	ev := base(j, taskEventID(j, t, "retrying:"+strconv.FormatUint(uint64(a.Attempt), 10)), erasurev1.EventType_EVENT_TYPE_TASK_RETRYING, a.At)
