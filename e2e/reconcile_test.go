@@ -11,7 +11,6 @@ import (
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/app"
-	"github.com/lethe-privacy/lethe/services/coordinator/reconcile"
 )
 
 func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
@@ -46,12 +45,12 @@ func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
 	// The proof before repair: the task counts as in flight, and a dry run
 	// says it would be redispatched.
 	code, body := p.call(t, "GET", "/v1/reconciliation", nil)
-	var dry reconcile.Report
-	if err := json.Unmarshal(body, &dry); err != nil || code != 200 || dry.Tasks[reconcile.StateInFlight] != 1 || dry.Actions["redispatched"] != 1 || !dry.DryRun {
+	var dry apiv1.ReconcileReport
+	if err := json.Unmarshal(body, &dry); err != nil || code != 200 || dry.Tasks["in_flight"] != 1 || dry.Actions["redispatched"] != 1 || !dry.DryRun {
 		t.Fatalf("dry reconciliation = %d %s", code, body)
 	}
 	code, body = p.call(t, "POST", "/v1/reconciliation", nil)
-	var done reconcile.Report
+	var done apiv1.ReconcileReport
 	if err := json.Unmarshal(body, &done); err != nil || code != http.StatusOK || done.Actions["redispatched"] != 1 {
 		t.Fatalf("reconciliation = %d %s", code, body)
 	}
@@ -60,7 +59,7 @@ func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
 	}
 	// A second run does not publish it again: its message is present now.
 	_, body = p.call(t, "POST", "/v1/reconciliation", nil)
-	var again reconcile.Report
+	var again apiv1.ReconcileReport
 	_ = json.Unmarshal(body, &again)
 	if again.Actions["redispatched"] != 0 || len(again.Stuck) != 1 {
 		t.Errorf("second run = %s; want no action and the task reported stuck (no worker yet)", body)
@@ -68,6 +67,13 @@ func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
 	code, body = p.call(t, "GET", "/v1/erasures?stuck=true", nil)
 	if code != 200 || !json.Valid(body) || !strings.Contains(string(body), "acc-lost") {
 		t.Errorf("stuck list = %d %s", code, body)
+	}
+
+	if rc, out, _ := p.erasectl(t, "list", "--stuck"); rc != 0 || !strings.Contains(out, "acc-lost") || !strings.Contains(out, "contacts/erase") {
+		t.Errorf("erasectl list --stuck: exit %d\n%s", rc, out)
+	}
+	if rc, out, _ := p.erasectl(t, "reconcile", "--dry-run"); rc != 0 || !strings.Contains(out, "in_flight  1") {
+		t.Errorf("erasectl reconcile --dry-run: exit %d\n%s", rc, out)
 	}
 
 	p.startWorker(t, p.contacts)

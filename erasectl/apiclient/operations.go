@@ -63,3 +63,27 @@ func (c *Client) BulkReplay(ctx context.Context, req apiv1.BulkReplayRequest) (a
 	}
 	return out, nil
 }
+
+// Stuck lists the tasks of running jobs that do not move
+// (GET /v1/erasures?stuck=true).
+func (c *Client) Stuck(ctx context.Context) (apiv1.StuckList, error) {
+	var out apiv1.StuckList
+	if err := c.do(ctx, http.MethodGet, "/v1/erasures", url.Values{"stuck": {"true"}}, nil, &out); err != nil {
+		return apiv1.StuckList{}, fmt.Errorf("list stuck jobs: %w", err)
+	}
+	return out, nil
+}
+
+// Reconcile runs reconciliation: with dryRun it only reports (GET), else
+// it also repairs (POST /v1/reconciliation).
+func (c *Client) Reconcile(ctx context.Context, dryRun bool) (apiv1.ReconcileReport, error) {
+	method, body := http.MethodPost, []byte("{}")
+	if dryRun {
+		method, body = http.MethodGet, nil
+	}
+	var out apiv1.ReconcileReport
+	if err := c.do(ctx, method, "/v1/reconciliation", nil, body, &out); err != nil {
+		return apiv1.ReconcileReport{}, fmt.Errorf("reconcile: %w", err)
+	}
+	return out, nil
+}

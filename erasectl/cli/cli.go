@@ -231,6 +231,7 @@ var commands = []commandSpec{
 	eventSpec,
 	replaySpec,
 	deadLettersSpec,
+	reconcileSpec,
 	versionSpec,
 }
 

@@ -12,14 +12,19 @@ import (
 var listSpec = commandSpec{
 	name:    "list",
 	summary: "list erasure jobs",
-	usage:   "list [--account ACCOUNT_ID] [--status STATUS] [--limit N] [--all | --page-token TOKEN]",
+	usage:   "list [--account ACCOUNT_ID] [--status STATUS] [--limit N] [--all | --page-token TOKEN] | list --stuck",
 	description: `
 Lists erasure jobs (GET /v1/erasures), one page of --limit jobs, or with --all
 every page. When more pages remain, stderr says how to fetch the next one; in
-JSON output, next_page_token holds it.`,
+JSON output, next_page_token holds it.
+
+With --stuck it lists instead the tasks of running jobs that do not move —
+due but not dispatched, or dispatched long ago without a report — and why
+(GET /v1/erasures?stuck=true); see also 'erasectl reconcile'.`,
 	examples: `  erasectl list
   erasectl list --account demo-0001
-  erasectl list --status failed --all -o json`,
+  erasectl list --status failed --all -o json
+  erasectl list --stuck`,
 	globals: flagAPIURL,
 	new:     func() command { return &listCmd{limit: 50} },
 }
@@ -33,6 +38,7 @@ type listCmd struct {
 	limit     int
 	all       bool
 	pageToken string
+	stuck     bool
 }
 
 func (c *listCmd) flags(fs *flag.FlagSet) {
@@ -41,6 +47,7 @@ func (c *listCmd) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.limit, "limit", c.limit, "jobs per page")
 	fs.BoolVar(&c.all, "all", c.all, "follow the pages to the end")
 	fs.StringVar(&c.pageToken, "page-token", c.pageToken, "start at the page of `TOKEN`, from an earlier listing")
+	fs.BoolVar(&c.stuck, "stuck", c.stuck, "list the tasks of running jobs that do not move")
 }
 
 func (c *listCmd) args(pos []string) error {
@@ -49,6 +56,9 @@ func (c *listCmd) args(pos []string) error {
 	}
 	if c.limit <= 0 {
 		return errors.New("--limit must be positive")
+	}
+	if c.stuck && (c.accountID != "" || c.status != "" || c.all || c.pageToken != "") {
+		return errors.New("--stuck stands alone")
 	}
 	if c.accountID != "" {
 		if err := validateID("account id", c.accountID); err != nil {
@@ -62,6 +72,16 @@ func (c *listCmd) run(ctx context.Context, p *program) error {
 	client, err := p.api()
 	if err != nil {
 		return err
+	}
+	if c.stuck {
+		list, err := client.Stuck(ctx)
+		if err != nil {
+			return p.apiError(err, "")
+		}
+		if p.cfg.json() {
+			return writeJSON(p.stdout, list)
+		}
+		return writeStuck(p, list.Stuck)
 	}
 	var out apiv1.JobList
 	token := c.pageToken

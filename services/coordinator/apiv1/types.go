@@ -184,3 +184,33 @@ type BulkReplayItem struct {
 	Result     string    `json:"result"`
 	Error      string    `json:"error,omitempty"`
 }
+
+// ReconcileReport answers GET and POST /v1/reconciliation: every task of
+// every running job counted in one state (done, failed, in_flight,
+// scheduled, waiting), the repairs made (or, for GET, that would be made),
+// and the tasks that do not move.
+type ReconcileReport struct {
+	At          time.Time      `json:"at"`
+	DryRun      bool           `json:"dry_run"`
+	JobsChecked int            `json:"jobs_checked"`
+	Truncated   bool           `json:"truncated"`
+	Tasks       map[string]int `json:"tasks"`
+	Actions     map[string]int `json:"actions"`
+	Stuck       []StuckTask    `json:"stuck"`
+}
+
+// StuckTask is a task of a running job that does not move, and why.
+type StuckTask struct {
+	JobID     string    `json:"job_id"`
+	AccountID string    `json:"account_id"`
+	Task      string    `json:"task"`
+	Status    string    `json:"status"`
+	Since     time.Time `json:"since"`
+	Why       string    `json:"why"`
+}
+
+// StuckList answers GET /v1/erasures?stuck=true.
+type StuckList struct {
+	Stuck []StuckTask `json:"stuck"`
+	Count int         `json:"count"`
+}

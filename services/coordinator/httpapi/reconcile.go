@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/reconcile"
 )
 
@@ -27,13 +28,26 @@ func (s *server) reconcile(w http.ResponseWriter, r *http.Request, dryRun bool) 
 		s.serviceError(w, "reconcile", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rep)
+	writeJSON(w, http.StatusOK, reportView(rep))
+}
+
+func reportView(r reconcile.Report) apiv1.ReconcileReport {
+	return apiv1.ReconcileReport{At: r.At, DryRun: r.DryRun, JobsChecked: r.JobsChecked, Truncated: r.Truncated,
+		Tasks: r.Tasks, Actions: r.Actions, Stuck: stuckView(r.Stuck)}
+}
+
+func stuckView(in []reconcile.Stuck) []apiv1.StuckTask {
+	out := make([]apiv1.StuckTask, 0, len(in))
+	for _, s := range in {
+		out = append(out, apiv1.StuckTask{JobID: s.JobID, AccountID: s.AccountID, Task: s.Task.String(), Status: s.Status, Since: s.Since, Why: s.Why})
+	}
+	return out
 }
 
 // stuckJobs lists the running jobs a dry reconciliation finds stuck.
 func (s *server) stuckJobs(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Reconciler == nil {
-		writeError(w, http.StatusNotFound, "not_found", "reconciliation is not enabled on this coordinator")
+		writeError(w, http.StatusNotFound, apiv1.CodeNotFound, "reconciliation is not enabled on this coordinator")
 		return
 	}
 	rep, err := s.opts.Reconciler.Once(r.Context(), true)
@@ -41,9 +55,5 @@ func (s *server) stuckJobs(w http.ResponseWriter, r *http.Request) {
 		s.serviceError(w, "find stuck jobs", err)
 		return
 	}
-	out := struct {
-		Jobs  []reconcile.Stuck `json:"stuck"`
-		Count int               `json:"count"`
-	}{rep.Stuck, len(rep.Stuck)}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, apiv1.StuckList{Stuck: stuckView(rep.Stuck), Count: len(rep.Stuck)})
 }
