@@ -511,3 +511,7 @@ func TestAPI(t *testing.T) {
 		t.Errorf("GET job = %d %s", code, body)
 	}
 }
+
+func zapNop() *zap.Logger { return zap.NewNop() }
+
+func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }
