@@ -60,6 +60,9 @@ func DefaultSettings() Settings {
 		ReportRetention: 30 * 24 * time.Hour,
 		Categories: []string{
 			erasurev1.CategoryContacts,
+			erasurev1.CategoryLogs,
+			erasurev1.CategoryBilling,
+			erasurev1.CategoryBackups,
 		},
 	}
 }

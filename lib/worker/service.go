@@ -32,6 +32,9 @@ type ServiceConfig struct {
 	LogLevel  string
 	Runtime   Config
 	Topology  topology.Settings
+	// Registry serves /metrics; a purger registers its own collectors on
+	// it before Serve. Nil makes a fresh one.
+	Registry *prometheus.Registry
 
 	envErrs []error
 }
@@ -52,7 +55,7 @@ func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet, getenv func(string) stri
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", defaultHTTPAddr), "listen address of /healthz, /readyz and /metrics (env LETHE_HTTP_ADDR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
-	fs.IntVar(&c.Runtime.Concurrency, "concurrency", 4, "purges running at once in this replica")
+	fs.IntVar(&c.Runtime.Concurrency, "concurrency", c.envInt(getenv, "LETHE_CONCURRENCY", 4), "purges running at once in this replica (env LETHE_CONCURRENCY)")
 	fs.DurationVar(&c.Runtime.PurgeTimeout, "purge-timeout", 10*time.Minute, "deadline of one purge attempt")
 	fs.DurationVar(&c.Runtime.DrainTimeout, "drain-timeout", 30*time.Second, "how long running purges may finish at shutdown")
 	fs.IntVar(&c.Topology.Replicas, "stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
@@ -165,7 +168,10 @@ func Serve(ctx context.Context, cfg ServiceConfig, purger Purger, ready func(con
 		}
 	}
 
-	reg := prometheus.NewRegistry()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rt, err := New(cfg.Runtime, nc, js, purger, log, NewMetrics(reg))
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lethe-privacy/lethe/lib/logging"
 	"github.com/lethe-privacy/lethe/lib/worker"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
@@ -45,7 +47,7 @@ func run() error {
 	parallelism := fs.Int("parallelism", 0, "segments rewritten at once (0: the CPUs, at most 4)")
 	// The shared default of -concurrency suits purgers that each do their
 	// own work; this one coalesces, so its default is set before parsing.
-	if f := fs.Lookup("concurrency"); f != nil {
+	if f := fs.Lookup("concurrency"); f != nil && os.Getenv("LETHE_CONCURRENCY") == "" {
 		if err := f.Value.Set(strconv.Itoa(defaultConcurrency)); err != nil {
 			return err
 		}
@@ -62,7 +64,8 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	opts := []logstore.Option{logstore.WithLogger(log), logstore.WithLinger(*linger)}
+	cfg.Registry = prometheus.NewRegistry()
+	opts := []logstore.Option{logstore.WithLogger(log), logstore.WithLinger(*linger), logstore.WithRegisterer(cfg.Registry)}
 	if *parallelism != 0 {
 		opts = append(opts, logstore.WithParallelism(*parallelism))
 	}
