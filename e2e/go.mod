@@ -6,9 +6,13 @@ require (
 	github.com/lethe-privacy/lethe/erasectl v0.0.0
 	github.com/lethe-privacy/lethe/lib v0.0.0
 	github.com/lethe-privacy/lethe/proto v0.0.0
+	github.com/lethe-privacy/lethe/services/backups v0.0.0
+	github.com/lethe-privacy/lethe/services/billing v0.0.0
 	github.com/lethe-privacy/lethe/services/contacts v0.0.0
 	github.com/lethe-privacy/lethe/services/coordinator v0.0.0
+	github.com/lethe-privacy/lethe/services/logs v0.0.0
 	github.com/nats-io/nats.go v1.55.0
+	github.com/redis/go-redis/v9 v9.23.0
 	go.uber.org/zap v1.28.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -43,7 +47,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/shopspring/decimal v1.4.0 // indirect
 	github.com/spf13/cast v1.7.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
@@ -59,6 +62,9 @@ replace (
 	github.com/lethe-privacy/lethe/erasectl => ../erasectl
 	github.com/lethe-privacy/lethe/lib => ../lib
 	github.com/lethe-privacy/lethe/proto => ../proto
+	github.com/lethe-privacy/lethe/services/backups => ../services/backups
+	github.com/lethe-privacy/lethe/services/billing => ../services/billing
 	github.com/lethe-privacy/lethe/services/contacts => ../services/contacts
 	github.com/lethe-privacy/lethe/services/coordinator => ../services/coordinator
+	github.com/lethe-privacy/lethe/services/logs => ../services/logs
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/lethe-privacy/lethe/lib/redact"
 	"github.com/lethe-privacy/lethe/lib/testenv"
 	"github.com/lethe-privacy/lethe/lib/worker"
-	"github.com/lethe-privacy/lethe/services/billing/internal/stripemock"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 	"github.com/lethe-privacy/lethe/services/billing/stripeapi"
 )
 

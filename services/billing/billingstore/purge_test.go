@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/lethe-privacy/lethe/lib/worker"
-	"github.com/lethe-privacy/lethe/services/billing/internal/stripemock"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 )
 
 // invoiceRow is one invoice as stored.

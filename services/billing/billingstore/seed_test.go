@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-privacy/lethe/services/billing/internal/stripemock"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 	"github.com/lethe-privacy/lethe/services/billing/stripeapi"
 )
 

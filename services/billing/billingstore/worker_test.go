@@ -13,7 +13,7 @@ import (
 	"github.com/lethe-privacy/lethe/lib/topology"
 	"github.com/lethe-privacy/lethe/lib/worker"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
-	"github.com/lethe-privacy/lethe/services/billing/internal/stripemock"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 )
 
 // One erasure task end to end on the real worker runtime: embedded

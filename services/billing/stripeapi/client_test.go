@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/lethe-privacy/lethe/lib/redact"
-	"github.com/lethe-privacy/lethe/services/billing/internal/stripemock"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 )
 
 const testKey = "sk_test_lethe_unit"
