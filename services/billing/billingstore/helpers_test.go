@@ -15,8 +15,8 @@ import (
 	"github.com/lethe-privacy/lethe/lib/redact"
 	"github.com/lethe-privacy/lethe/lib/testenv"
 	"github.com/lethe-privacy/lethe/lib/worker"
-	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 	"github.com/lethe-privacy/lethe/services/billing/stripeapi"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 )
 
 // openStore opens a store on dsn and closes it when the test ends.

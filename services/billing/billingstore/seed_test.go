@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 	"github.com/lethe-privacy/lethe/services/billing/stripeapi"
+	"github.com/lethe-privacy/lethe/services/billing/stripemock"
 )
 
 // seedEnv is what the seed tests share: one migrated database (each test
