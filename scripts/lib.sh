@@ -457,3 +457,46 @@ stop_nats() {
   fi
   stop_pidfile "$LETHE_NATS_PIDFILE" "$LETHE_NATS_BIN"
 }
+
+# ensure_stripe_mock_bin builds stripe-mock, pinned, into .lethe/bin once
+# (from the Go module proxy). Its -version says "master": the module version
+# recorded in the binary tells whether it is the pinned one. Sets
+# LETHE_STRIPE_MOCK_BIN_PATH.
+LETHE_STRIPE_MOCK_VERSION=v0.203.0
+ensure_stripe_mock_bin() {
+  LETHE_STRIPE_MOCK_BIN_PATH="$LETHE_ROOT/.lethe/bin/stripe-mock"
+  if ! go version -m "$LETHE_STRIPE_MOCK_BIN_PATH" 2>/dev/null |
+    grep -Eq "^[[:space:]]+mod[[:space:]]+github.com/stripe/stripe-mock[[:space:]]+${LETHE_STRIPE_MOCK_VERSION}[[:space:]]"; then
+    say "building stripe-mock $LETHE_STRIPE_MOCK_VERSION into .lethe/bin (once)"
+    GOBIN="$LETHE_ROOT/.lethe/bin" go install "github.com/stripe/stripe-mock@$LETHE_STRIPE_MOCK_VERSION" ||
+      die "building stripe-mock $LETHE_STRIPE_MOCK_VERSION failed" "see the go messages above"
+  fi
+}
+
+# start_stripe_mock starts stripe-mock on 127.0.0.1 (it listens on every
+# interface unless both addresses are given: both always are) and waits
+# until it answers. Idempotent: a running one from this demo is reused.
+LETHE_STRIPE_MOCK_PORT=${LETHE_STRIPE_MOCK_PORT:-12111}
+LETHE_STRIPE_MOCK_PIDFILE="$LETHE_ROOT/.lethe/run/stripe-mock.pid"
+start_stripe_mock() {
+  ensure_stripe_mock_bin
+  mkdir -p "$LETHE_ROOT/.lethe/run" "$LETHE_ROOT/.lethe/log"
+  if pid_alive "$LETHE_STRIPE_MOCK_PIDFILE" "$LETHE_STRIPE_MOCK_BIN_PATH" >/dev/null; then
+    return 0
+  fi
+  if tcp_open 127.0.0.1 "$LETHE_STRIPE_MOCK_PORT"; then
+    die "port 127.0.0.1:$LETHE_STRIPE_MOCK_PORT (for stripe-mock) is busy" \
+      "stop what listens there, or set LETHE_STRIPE_MOCK_PORT to a free port"
+  fi
+  nohup "$LETHE_STRIPE_MOCK_BIN_PATH" -http-addr "127.0.0.1:$LETHE_STRIPE_MOCK_PORT" \
+    -https-addr "127.0.0.1:$((LETHE_STRIPE_MOCK_PORT + 1))" \
+    >"$LETHE_ROOT/.lethe/log/stripe-mock.log" 2>&1 </dev/null &
+  echo $! >"$LETHE_STRIPE_MOCK_PIDFILE"
+  wait_for 30 tcp_open 127.0.0.1 "$LETHE_STRIPE_MOCK_PORT" ||
+    die "stripe-mock did not listen on 127.0.0.1:$LETHE_STRIPE_MOCK_PORT within 30 s" "read .lethe/log/stripe-mock.log"
+  say "started stripe-mock on http://127.0.0.1:$LETHE_STRIPE_MOCK_PORT (the payment provider's stand-in)"
+}
+
+stop_stripe_mock() {
+  stop_pidfile "$LETHE_STRIPE_MOCK_PIDFILE" "$LETHE_ROOT/.lethe/bin/stripe-mock"
+}
