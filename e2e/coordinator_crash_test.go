@@ -80,6 +80,7 @@ func TestCoordinatorKilledDuringFanOutDispatchesEveryTaskOnce(t *testing.T) {
 		"LETHE_REDIS_PREFIX="+prefix,
 		"LETHE_HTTP_ADDR="+addr,
 		"LETHE_LOG_LEVEL=warn",
+		"LETHE_CATEGORIES=contacts",
 	)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)

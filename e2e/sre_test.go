@@ -90,7 +90,7 @@ func TestSRESessionBrokenStoreBulkReplay(t *testing.T) {
 	if rc != 0 || !strings.Contains(out, fmt.Sprintf("%d replayed or resolved, 0 failed", len(accounts))) || strings.Count(out, "resolved") < len(accounts) {
 		t.Fatalf("drain: exit %d\n%s", rc, out)
 	}
-	if rc, out, _ = p.erasectl(t, "dead-letters", "list", "-o", "json"); !strings.Contains(out, `"total": 0`) {
+	if _, out, _ = p.erasectl(t, "dead-letters", "list", "-o", "json"); !strings.Contains(out, `"total": 0`) {
 		t.Errorf("dead letters after the drain: %s", out)
 	}
 	// Nothing left to replay in bulk.

@@ -28,11 +28,20 @@ type Config struct {
 	Topology topology.Settings
 	// ShutdownTimeout bounds the graceful drain.
 	ShutdownTimeout time.Duration
+	// MonitorInterval is how often the SRE gauges are sampled (0: 15 s).
+	MonitorInterval time.Duration
 	// ReconcileInterval spaces reconciliation runs; RedispatchAfter is how
 	// long a dispatched task may go without a report before its message is
 	// looked for (see package reconcile).
 	ReconcileInterval time.Duration
 	RedispatchAfter   time.Duration
+	// RebuildOnEmpty rebuilds the job state from the lifecycle stream at
+	// start-up when Redis holds no job but the stream has events (see
+	// Rebuilder.OnEmpty).
+	RebuildOnEmpty bool
+	// UnknownJobRetryDelay spaces the retries of a report whose job Redis
+	// does not hold (yet: it may be being rebuilt); 0: 1 minute.
+	UnknownJobRetryDelay time.Duration
 }
 
 // Actions run by each category's erase stage until the retention policy
@@ -87,11 +96,14 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env LETHE_HTTP_ADDR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
-	cats := fs.String("categories", env("LETHE_CATEGORIES", erasurev1.CategoryContacts), "comma-separated data categories every job erases (env LETHE_CATEGORIES)")
+	cats := fs.String("categories", env("LETHE_CATEGORIES", strings.Join(topology.DefaultSettings().Categories, ",")), "comma-separated data categories every job erases (env LETHE_CATEGORIES)")
 	replicas := fs.Int("stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
+	fs.DurationVar(&c.MonitorInterval, "monitor-interval", 15*time.Second, "how often consumer lag, dead letters and task ages are sampled for /metrics")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "time between reconciliation runs")
 	fs.DurationVar(&c.RedispatchAfter, "redispatch-after", 15*time.Minute, "how long a dispatched task may go without a report before reconciliation looks for its message")
+	fs.BoolVar(&c.RebuildOnEmpty, "rebuild-on-empty", true, "at start-up, rebuild the job state from the lifecycle stream when Redis holds no job but the stream has events")
+	fs.DurationVar(&c.UnknownJobRetryDelay, "unknown-job-retry-delay", time.Minute, "how long a report for a job Redis does not hold waits before it is tried again")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

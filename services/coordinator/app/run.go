@@ -23,6 +23,7 @@ import (
 	"github.com/lethe-privacy/lethe/services/coordinator/ingress"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
 	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
+	"github.com/lethe-privacy/lethe/services/coordinator/monitor"
 	"github.com/lethe-privacy/lethe/services/coordinator/reconcile"
 	"github.com/lethe-privacy/lethe/services/coordinator/reports"
 )
@@ -69,9 +70,14 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	if err != nil {
 		return fmt.Errorf("look up the dashboard-event consumer: %w", err)
 	}
-	intake := reports.New(repCons, svc, log.Named("reports"), reg, reports.Options{})
+	rebuilder := NewRebuilder(ctx, js, store, log.Named("rebuild"), disp.Wake)
+	if err := rebuilder.atStartup(ctx, cfg.RebuildOnEmpty); err != nil {
+		return err
+	}
+	intake := reports.New(repCons, svc, log.Named("reports"), reg, reports.Options{UnknownJobDelay: cfg.UnknownJobRetryDelay})
 	events := ingress.New(inCons, js, svc, log.Named("ingress"), reg)
 	dead := deadletter.New(js, svc, log.Named("deadletter"), reg)
+	mon := monitor.New(js, store, log.Named("monitor"), reg, monitor.Options{Interval: cfg.MonitorInterval, Categories: cfg.Categories})
 	recon := reconcile.New(store, js, rec, log.Named("reconcile"), reg, reconcile.Options{
 		Interval: cfg.ReconcileInterval, RedispatchAfter: cfg.RedispatchAfter,
 	})
@@ -91,6 +97,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		DeadLetters: dead,
 		Bulk:        svc,
 		Reconciler:  recon,
+		Rebuild:     rebuilder.Rebuild,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -118,6 +125,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		"report intake":  intake.Run,
 		"event consumer": events.Run,
 		"advisories":     dead.RunAdvisories,
+		"monitor":        mon.Run,
 		"reconciliation": recon.Run,
 	} {
 		wg.Add(1)

@@ -50,6 +50,8 @@ type Options struct {
 	Bulk BulkReplayer
 	// Reconciler serves /v1/reconciliation and ?stuck=true; nil: none.
 	Reconciler Reconciler
+	// Rebuild serves POST /v1/admin/rebuild; nil serves none.
+	Rebuild RebuildFunc
 }
 
 type server struct {
@@ -83,6 +85,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.deadLetterRoutes(mux)
 	s.bulkRoutes(mux)
 	s.reconcileRoutes(mux)
+	s.adminRoutes(mux)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -580,7 +580,7 @@ func (j *Job) Replay(sel ReplaySelector, actor, reason string, at time.Time) ([]
 		if sel.Category == "" {
 			return nil, fmt.Errorf("%w: the job has no failed task to replay", ErrConflict)
 		}
-		return nil, fmt.Errorf("%w: the job has no task %s", ErrConflict, TaskKey{sel.Category, sel.Stage})
+		return nil, fmt.Errorf("%w: the job has no task %s", ErrConflict, TaskKey(sel))
 	}
 	var keys []TaskKey
 	for _, t := range picked {
