@@ -6,8 +6,11 @@ require (
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/lethe-privacy/lethe/lib v0.0.0
 	github.com/lethe-privacy/lethe/proto v0.0.0
+	github.com/lethe-privacy/lethe/services/backups v0.0.0
+	github.com/lethe-privacy/lethe/services/billing v0.0.0
 	github.com/lethe-privacy/lethe/services/contacts v0.0.0
 	github.com/lethe-privacy/lethe/services/coordinator v0.0.0
+	github.com/lethe-privacy/lethe/services/logs v0.0.0
 	github.com/nats-io/nats.go v1.55.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -58,6 +61,12 @@ replace github.com/lethe-privacy/lethe/lib => ../lib
 
 replace github.com/lethe-privacy/lethe/proto => ../proto
 
+replace github.com/lethe-privacy/lethe/services/backups => ../services/backups
+
+replace github.com/lethe-privacy/lethe/services/billing => ../services/billing
+
 replace github.com/lethe-privacy/lethe/services/contacts => ../services/contacts
 
 replace github.com/lethe-privacy/lethe/services/coordinator => ../services/coordinator
+
+replace github.com/lethe-privacy/lethe/services/logs => ../services/logs

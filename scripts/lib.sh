@@ -343,10 +343,10 @@ ensure_postgres() {
   ensure_cmd psql postgresql-client
   pg_admin "DO \$\$BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'lethe') THEN
-    CREATE ROLE lethe LOGIN PASSWORD 'lethe';
+    CREATE ROLE lethe LOGIN CREATEDB PASSWORD 'lethe';
   END IF;
 END\$\$;
-ALTER ROLE lethe LOGIN PASSWORD 'lethe';" >/dev/null ||
+ALTER ROLE lethe LOGIN CREATEDB PASSWORD 'lethe';" >/dev/null ||
     die "could not create the PostgreSQL role lethe" "see the psql message above"
   local db
   for db in "$@"; do

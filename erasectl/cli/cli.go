@@ -1,7 +1,8 @@
 // Package cli is erasectl: the command line of Lethe's privacy team and SREs.
 // It asks the coordinator for forced erasures and shows their jobs (through
 // the HTTP API), asks the workers what is left of accounts (footprint, over
-// NATS request-reply) and fills local stores with synthetic demo data (seed).
+// NATS request-reply), fills local stores with synthetic demo data (seed),
+// and takes, rotates and restores backups of the local stores (backups).
 //
 // Main parses the arguments, runs one command and returns the process's exit
 // code; it is the only place that turns an error into a code and prints it:
@@ -13,8 +14,10 @@
 //	4    timed out waiting (request --wait)
 //	5    a dependency is unreachable: the coordinator, NATS or a database is
 //	     down, or a worker did not answer a footprint query
-//	6    no such job
+//	6    no such job (or backup snapshot)
 //	7    the job's state does not allow the action (e.g. nothing to replay)
+//	8    backups restore: re-applying the erasures to the restored data
+//	     failed; the restored data holds erased accounts and must not be used
 //	130  interrupted (SIGINT or SIGTERM)
 //
 // Errors go to stderr prefixed "erasectl: ", with what to do next where
@@ -45,7 +48,10 @@ const (
 	ExitUnavailable = 5
 	ExitNotFound    = 6
 	ExitConflict    = 7
-	ExitInterrupted = 130
+	// ExitRestoreUnusable: backups restore brought data back but could not
+	// re-apply the erasures to it; the targets must not be used.
+	ExitRestoreUnusable = 8
+	ExitInterrupted     = 130
 )
 
 // Version is erasectl's version, set at build time with
@@ -228,10 +234,12 @@ var commands = []commandSpec{
 	listSpec,
 	seedSpec,
 	footprintSpec,
+	backupsSpec,
 	eventSpec,
 	replaySpec,
 	deadLettersSpec,
 	reconcileSpec,
+	adminSpec,
 	versionSpec,
 }
 

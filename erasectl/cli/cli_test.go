@@ -161,9 +161,22 @@ func TestParseSeed(t *testing.T) {
 	if !reflect.DeepEqual(c.accountIDs, []string{"demo-1", "demo-2"}) || c.seed != 7 {
 		t.Errorf("accounts %q seed %d", c.accountIDs, c.seed)
 	}
-	want := &contactsSeeder{contacts: 10, lists: 2, properties: 1}
-	if len(c.selected) != 1 || !reflect.DeepEqual(c.selected[0], want) {
-		t.Errorf("selected seeders = %#v, want [%#v]", c.selected, want)
+	want := []seeder{
+		&contactsSeeder{contacts: 10, lists: 2, properties: 1},
+		&logsSeeder{hours: 72, recordsPerHour: 200},
+		&billingSeeder{invoices: 60},
+	}
+	if !reflect.DeepEqual(c.selected, want) {
+		t.Errorf("selected seeders = %#v, want %#v", c.selected, want)
+	}
+
+	got, err = p.parse([]string{"seed", "demo-1", "--stores", "billing,logs", "--log-hours", "3", "--log-records-per-hour", "9", "--invoices", "4", "--invoice-start-year", "2020"})
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	want = []seeder{&logsSeeder{hours: 3, recordsPerHour: 9}, &billingSeeder{invoices: 4, startYear: 2020}}
+	if c := got.(*seedCmd); !reflect.DeepEqual(c.selected, want) {
+		t.Errorf("selected seeders = %#v, want %#v (in store order)", c.selected, want)
 	}
 }
 
@@ -195,9 +208,25 @@ func TestUsageErrors(t *testing.T) {
 		{name: "seed zero lists", give: []string{"seed", "a", "--lists", "0"}, wantStderr: "--lists must be at least 1"},
 		{name: "seed too many properties", give: []string{"seed", "a", "--properties", "7"}, wantStderr: "--properties must be between 1 and 6"},
 		{name: "seed unknown store", give: []string{"seed", "a", "--stores", "contacts,ledger"}, wantStderr: `unknown store "ledger"`},
+		{name: "seed zero log hours", give: []string{"seed", "a", "--log-hours", "0"}, wantStderr: "--log-hours must be between 1 and 100000"},
+		{name: "seed zero log records", give: []string{"seed", "a", "--log-records-per-hour", "0"}, wantStderr: "--log-records-per-hour must be between 1 and 1000000"},
+		{name: "seed zero invoices", give: []string{"seed", "a", "--invoices", "0"}, wantStderr: "--invoices must be between 1 and 100000"},
+		{name: "seed invoices from the future", give: []string{"seed", "a", "--invoice-start-year", "3000"}, wantStderr: "--invoice-start-year must be between 1970 and"},
+		{name: "seed stripe key as a flag", give: []string{"seed", "a", "--stripe-api-key", "sk_test_x"}, wantStderr: "flag provided but not defined: -stripe-api-key"},
 		{name: "footprint without account", give: []string{"footprint"}, wantStderr: "want at least one ACCOUNT_ID"},
 		{name: "footprint bad category", give: []string{"footprint", "a", "--categories", "con.tacts"}, wantStderr: `"con.tacts" is not a category name`},
 		{name: "footprint no category", give: []string{"footprint", "a", "--categories", ","}, wantStderr: "names no category"},
+		{name: "backups without action", give: []string{"backups"}, wantStderr: "want an action: take, list, rotate or restore"},
+		{name: "backups unknown action", give: []string{"backups", "prune"}, wantStderr: `unknown action "prune"`},
+		{name: "backups take with argument", give: []string{"backups", "take", "x"}, wantStderr: "take takes no arguments"},
+		{name: "backups list with a target", give: []string{"backups", "list", "--target-suffix", "x"}, wantStderr: "the target flags belong to restore"},
+		{name: "backups restore without id", give: []string{"backups", "restore", "--target-suffix", "x"}, wantStderr: "restore wants one SNAPSHOT_ID"},
+		{name: "backups restore bad id", give: []string{"backups", "restore", "latest", "--target-suffix", "x"}, wantStderr: `"latest" is not a snapshot id`},
+		{name: "backups restore without targets", give: []string{"backups", "restore", "20260615T101500Z-3f9a0c2e"}, wantStderr: "restore wants targets"},
+		{name: "backups restore suffix and dsn", give: []string{"backups", "restore", "20260615T101500Z-3f9a0c2e", "--target-suffix", "x", "--logs-target-dir", "/tmp/x"}, wantStderr: "either --target-suffix or"},
+		{name: "backups restore bad suffix", give: []string{"backups", "restore", "20260615T101500Z-3f9a0c2e", "--target-suffix", "X;drop"}, wantStderr: "--target-suffix must be lower-case"},
+		{name: "backups bad retention", give: []string{"backups", "list", "--retention", "forever"}, wantStderr: `retention "forever": want whole days like 35d`},
+		{name: "backups zero retention", give: []string{"backups", "rotate", "--retention", "0d"}, wantStderr: "must be positive"},
 		{name: "version with argument", give: []string{"version", "x"}, wantStderr: "takes no arguments"},
 		{name: "help of unknown command", give: []string{"help", "erase"}, wantStderr: `unknown command "erase"`},
 		{name: "flag of another command", give: []string{"status", "job-1", "--wait"}, wantStderr: "flag provided but not defined: -wait"},
@@ -237,8 +266,12 @@ func TestHelp(t *testing.T) {
 		{give: []string{"request", "acct-1", "--help"}, want: []string{"Usage: erasectl request"}},
 		{give: []string{"status", "--help"}, want: []string{"Usage: erasectl status JOB_ID", "-o format"}},
 		{give: []string{"list", "-h"}, want: []string{"--all", "--limit int", "(default 50)"}},
-		{give: []string{"seed", "-h"}, want: []string{"--contacts int", "(default 5000)", "--contacts-dsn DSN", "Stores: contacts."}},
-		{give: []string{"footprint", "-h"}, want: []string{"--categories CATEGORIES", "(default contacts)", "--nats-url URL", "exit 5"}},
+		{give: []string{"seed", "-h"}, want: []string{"--contacts int", "(default 5000)", "--contacts-dsn DSN", "Stores: contacts, logs, billing (all by default).",
+			"--log-hours int", "(default 72)", "--invoices int", "(default 60)", "--logs-root DIR", "--billing-dsn DSN", "--stripe-api-url URL", "LETHE_STRIPE_API_KEY only"}},
+		{give: []string{"footprint", "-h"}, want: []string{"--categories CATEGORIES", "(default contacts,logs,billing,backups)", "--nats-url URL", "exit 5", "in_ledger=1 and snapshots=N"}},
+		{give: []string{"backups", "-h"}, want: []string{"Usage: erasectl backups take | list | rotate | restore SNAPSHOT_ID", "--target-suffix NAME", "--contacts-target-dsn DSN",
+			"--backup-root DIR", "--backups-dsn DSN", "--retention DAYS", "(default 35d)", "MUST NOT be used", "8    backups restore"}},
+		{give: []string{"help"}, want: []string{"backups", "--backup-root DIR", "LETHE_BACKUP_RETENTION", "LETHE_STRIPE_API_KEY", "8    backups restore"}},
 		{give: []string{"help", "version"}, want: []string{"Usage: erasectl version"}},
 	}
 	for _, tt := range tests {

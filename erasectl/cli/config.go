@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/lethe-privacy/lethe/lib/redact"
 )
 
 // Environment variables and their defaults.
@@ -12,10 +14,26 @@ const (
 	EnvAPIURL      = "LETHE_API_URL"
 	EnvNATSURL     = "LETHE_NATS_URL"
 	EnvContactsDSN = "LETHE_CONTACTS_DSN"
+	EnvLogsRoot    = "LETHE_LOGS_ROOT"
+	EnvBillingDSN  = "LETHE_BILLING_DSN"
+	// EnvStripeAPIURL is where seed creates billing customers; empty: it
+	// calls no provider and invents the customer ids.
+	EnvStripeAPIURL = "LETHE_STRIPE_API_URL"
+	// EnvStripeAPIKey is read from the environment only, never from a flag
+	// (the process list shows flags to every user), and never printed.
+	EnvStripeAPIKey    = "LETHE_STRIPE_API_KEY"
+	EnvBackupRoot      = "LETHE_BACKUP_ROOT"
+	EnvBackupsDSN      = "LETHE_BACKUPS_DSN"
+	EnvBackupRetention = "LETHE_BACKUP_RETENTION"
 
-	DefaultAPIURL      = "http://127.0.0.1:8080"
-	DefaultNATSURL     = "nats://127.0.0.1:4222"
-	DefaultContactsDSN = "postgres://lethe:lethe@127.0.0.1:5432/lethe_contacts?sslmode=disable"
+	DefaultAPIURL          = "http://127.0.0.1:8080"
+	DefaultNATSURL         = "nats://127.0.0.1:4222"
+	DefaultContactsDSN     = "postgres://lethe:lethe@127.0.0.1:5432/lethe_contacts?sslmode=disable"
+	DefaultLogsRoot        = "/var/lib/lethe/logs"
+	DefaultBillingDSN      = "postgres://lethe:lethe@127.0.0.1:5432/lethe_billing?sslmode=disable"
+	DefaultBackupRoot      = "/var/lib/lethe/backups"
+	DefaultBackupsDSN      = "postgres://lethe:lethe@127.0.0.1:5432/lethe_backups?sslmode=disable"
+	DefaultBackupRetention = "35d"
 )
 
 // Output formats.
@@ -27,10 +45,18 @@ const (
 // config is erasectl's global configuration: the environment, overridden by
 // flags given before or after the command name.
 type config struct {
-	apiURL      string
-	natsURL     string
-	contactsDSN string
-	output      string
+	apiURL       string
+	natsURL      string
+	contactsDSN  string
+	logsRoot     string
+	billingDSN   string
+	stripeAPIURL string
+	stripeAPIKey redact.String
+	backupRoot   string
+	backupsDSN   string
+	// backupRetention is as given; the commands that use it parse it.
+	backupRetention string
+	output          string
 }
 
 func configFromEnv(getenv func(string) string) config {
@@ -46,19 +72,34 @@ func configFromEnv(getenv func(string) string) config {
 		apiURL:      or(EnvAPIURL, DefaultAPIURL),
 		natsURL:     or(EnvNATSURL, DefaultNATSURL),
 		contactsDSN: or(EnvContactsDSN, DefaultContactsDSN),
-		output:      outputTable,
+		logsRoot:    or(EnvLogsRoot, DefaultLogsRoot),
+		billingDSN:  or(EnvBillingDSN, DefaultBillingDSN),
+		// Empty by default: no provider calls unless asked for.
+		stripeAPIURL:    or(EnvStripeAPIURL, ""),
+		stripeAPIKey:    redact.New(or(EnvStripeAPIKey, "")),
+		backupRoot:      or(EnvBackupRoot, DefaultBackupRoot),
+		backupsDSN:      or(EnvBackupsDSN, DefaultBackupsDSN),
+		backupRetention: or(EnvBackupRetention, DefaultBackupRetention),
+		output:          outputTable,
 	}
 }
 
 // globalFlag is a set of global flags, for a command to say which apply to it.
-type globalFlag uint8
+type globalFlag uint16
 
 const (
 	flagAPIURL globalFlag = 1 << iota
 	flagNATSURL
 	flagContactsDSN
+	flagLogsRoot
+	flagBillingDSN
+	flagStripeAPIURL
+	flagBackupRoot
+	flagBackupsDSN
+	flagBackupRetention
 
-	allGlobals = flagAPIURL | flagNATSURL | flagContactsDSN
+	allGlobals = flagAPIURL | flagNATSURL | flagContactsDSN | flagLogsRoot | flagBillingDSN |
+		flagStripeAPIURL | flagBackupRoot | flagBackupsDSN | flagBackupRetention
 )
 
 // register adds -o and the selected global flags to fs. Their defaults are
@@ -74,6 +115,25 @@ func (c *config) register(fs *flag.FlagSet, which globalFlag) {
 	}
 	if which&flagContactsDSN != 0 {
 		fs.StringVar(&c.contactsDSN, "contacts-dsn", c.contactsDSN, "contacts PostgreSQL database `DSN` (env "+EnvContactsDSN+")")
+	}
+	if which&flagLogsRoot != 0 {
+		fs.StringVar(&c.logsRoot, "logs-root", c.logsRoot, "root `DIR` of the event-log segments (env "+EnvLogsRoot+")")
+	}
+	if which&flagBillingDSN != 0 {
+		fs.StringVar(&c.billingDSN, "billing-dsn", c.billingDSN, "billing PostgreSQL database `DSN` (env "+EnvBillingDSN+")")
+	}
+	if which&flagStripeAPIURL != 0 {
+		fs.StringVar(&c.stripeAPIURL, "stripe-api-url", c.stripeAPIURL, "`URL` of Stripe's API or stripe-mock; empty: no provider calls "+
+			"(env "+EnvStripeAPIURL+"; the key comes from "+EnvStripeAPIKey+" only)")
+	}
+	if which&flagBackupRoot != 0 {
+		fs.StringVar(&c.backupRoot, "backup-root", c.backupRoot, "`DIR` of the backup snapshots and their catalog (env "+EnvBackupRoot+")")
+	}
+	if which&flagBackupsDSN != 0 {
+		fs.StringVar(&c.backupsDSN, "backups-dsn", c.backupsDSN, "backups PostgreSQL database `DSN`, which holds the restore ledger (env "+EnvBackupsDSN+")")
+	}
+	if which&flagBackupRetention != 0 {
+		fs.StringVar(&c.backupRetention, "retention", c.backupRetention, "how long snapshots are kept: `DAYS` like 35d, or a duration like 840h (env "+EnvBackupRetention+")")
 	}
 }
 

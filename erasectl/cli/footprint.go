@@ -23,12 +23,22 @@ import (
 var footprintSpec = commandSpec{
 	name:    "footprint",
 	summary: "ask the workers what is left of accounts",
-	usage:   "footprint ACCOUNT_ID... [--categories contacts,logs] [--timeout 5s]",
+	usage:   "footprint ACCOUNT_ID... [--categories contacts,logs,billing,backups] [--timeout 5s]",
 	description: `
 Asks each category's workers what they still hold of the accounts (a
 FootprintRequest over NATS request-reply on erasure.v1.footprint.<category>)
 and prints one row per account and category: the items left and their kinds.
-After an erasure, every count should be 0.
+All four categories are asked by default.
+
+After an erasure every count should be 0, with two expected exceptions that
+are not failures:
+  - backups: in_ledger=1 and snapshots=N (ITEMS N). Snapshots cannot be
+    edited; the account is in the restore ledger, so every restore re-applies
+    its erasure, and the N snapshots that still hold it are gone when they
+    rotate out (LETHE_BACKUP_RETENTION, 35 days by default). Only after that
+    is snapshots=0.
+  - billing: invoices_retained=N counts pseudonymised invoices kept for their
+    legal retention period; they hold no personal data and are not in ITEMS.
 
 A category whose workers do not answer within --timeout shows "no answer";
 a worker that answers with an error shows it. Either makes erasectl exit 5.
@@ -37,12 +47,17 @@ With -o json: {"accounts":[{"account_id":"…","categories":{"contacts":
 {"items":N,"detail":{"contacts":N,…}}}}]}; a category without an answer has
 "error" instead of "items" and "detail".`,
 	examples: `  erasectl footprint demo-0001
-  erasectl footprint demo-0001 demo-0002 --categories contacts --timeout 10s
+  erasectl footprint demo-0001 demo-0002 --categories contacts,logs --timeout 10s
   erasectl footprint demo-0001 -o json`,
 	globals: flagNATSURL,
 	new: func() command {
-		return &footprintCmd{categories: erasurev1.CategoryContacts, timeout: 5 * time.Second}
+		return &footprintCmd{categories: strings.Join(footprintCategories(), ","), timeout: 5 * time.Second}
 	},
+}
+
+// footprintCategories are the categories footprint asks by default.
+func footprintCategories() []string {
+	return []string{erasurev1.CategoryContacts, erasurev1.CategoryLogs, erasurev1.CategoryBilling, erasurev1.CategoryBackups}
 }
 
 // categoryPattern is what a category may look like: one NATS subject token.
@@ -59,7 +74,7 @@ type footprintCmd struct {
 
 func (c *footprintCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.categories, "categories", c.categories, "comma-separated `CATEGORIES` to ask: "+
-		strings.Join([]string{erasurev1.CategoryContacts, erasurev1.CategoryLogs, erasurev1.CategoryBilling, erasurev1.CategoryBackups}, ", "))
+		strings.Join(footprintCategories(), ", "))
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "how long to wait for the workers' answers")
 }
 

@@ -79,7 +79,7 @@ func TestFootprint(t *testing.T) {
 	env := map[string]string{EnvNATSURL: srv.URL}
 
 	t.Run("all answer", func(t *testing.T) {
-		r := runCLI(t, env, "footprint", "acct-full", "acct-gone")
+		r := runCLI(t, env, "footprint", "acct-full", "acct-gone", "--categories", "contacts")
 		if r.code != ExitOK || r.stderr != "" {
 			t.Fatalf("exit %d stderr %q", r.code, r.stderr)
 		}
@@ -93,7 +93,7 @@ acct-gone  contacts  0      -
 	})
 
 	t.Run("json", func(t *testing.T) {
-		r := runCLI(t, env, "footprint", "acct-full", "acct-gone", "-o", "json")
+		r := runCLI(t, env, "footprint", "acct-full", "acct-gone", "--categories", "contacts", "-o", "json")
 		if r.code != ExitOK {
 			t.Fatalf("exit %d stderr %q", r.code, r.stderr)
 		}

@@ -21,20 +21,29 @@ import (
 var seedSpec = commandSpec{
 	name:    "seed",
 	summary: "fill the local stores with synthetic demo data",
-	usage:   "seed ACCOUNT_ID... [--stores contacts] [--contacts 5000] [--lists 5] [--properties 3] [--seed 1]",
+	usage:   "seed ACCOUNT_ID... [--stores contacts,logs,billing] [--seed 1] [--contacts 5000] [--log-hours 72] [--invoices 60] [...]",
 	description: `
-Migrates each store's schema and fills it with synthetic data for the given
-accounts, straight into the store's database (not through the coordinator),
-so that there is something to erase. The data is generated from --seed: the
-same seed gives the same data. Progress goes to stderr; the counts written
-per account go to stdout; with -o json:
-{"accounts":[{"account_id":"…","stores":{"contacts":{"lists":N,…}}}]}.
+Fills each store with synthetic data for the given accounts, straight into
+the store (not through the coordinator), so that there is something to
+erase: the contacts database and the billing database (their schemas are
+migrated first), and the event-log segments under the logs root. The data is
+generated from --seed: the same seed gives the same data. Every store adds
+to what it holds; seeding an account again adds more.
 
-Stores: ` + strings.Join(seederNames(), ", ") + `.`,
-	examples: `  erasectl seed demo-0001
-  erasectl seed demo-0001 demo-0002 demo-0003 --contacts 20000 --lists 10
-  erasectl seed demo-0001 --contacts-dsn postgres://lethe:lethe@db:5432/lethe_contacts -o json`,
-	globals: flagContactsDSN,
+Billing customers are created at the payment provider when
+LETHE_STRIPE_API_URL names one (stripe-mock in the demo; the key comes from
+LETHE_STRIPE_API_KEY only); without it their Stripe ids are invented.
+
+Progress goes to stderr; the counts written per store and account go to
+stdout, one table per store; with -o json:
+{"accounts":[{"account_id":"…","stores":{"contacts":{"lists":N,…},"logs":{…},"billing":{…}}}]}.
+
+Stores: ` + strings.Join(seederNames(), ", ") + ` (all by default).`,
+	examples: `  erasectl seed demo-0001 demo-0002
+  erasectl seed demo-0001 demo-0002 demo-0003 --contacts 20000 --lists 10 --log-hours 168
+  erasectl seed demo-0001 --stores contacts --contacts-dsn postgres://lethe:lethe@db:5432/lethe_contacts -o json
+  LETHE_STRIPE_API_URL=http://127.0.0.1:12111 erasectl seed demo-0001 --stores billing --invoices 120`,
+	globals: flagContactsDSN | flagLogsRoot | flagBillingDSN | flagStripeAPIURL,
 	new:     func() command { return newSeedCmd() },
 }
 
@@ -54,6 +63,12 @@ type seeder interface {
 	seed(ctx context.Context, p *program, accountIDs []string, seed int64, progress progressFunc) ([]seedCounts, error)
 }
 
+// seedPreparer is a seeder that checks its configuration before any store
+// is seeded, so that a mistake fails the command before it wrote anything.
+type seedPreparer interface {
+	prepare(p *program) error
+}
+
 // progressFunc reports that done of total units of an account are written.
 type progressFunc func(accountID, unit string, done, total int64)
 
@@ -63,6 +78,8 @@ type seedCounts map[string]int64
 // seeders lists the stores erasectl seeds, in order.
 var seeders = []func() seeder{
 	func() seeder { return &contactsSeeder{contacts: 5000, lists: 5, properties: 3} },
+	func() seeder { return &logsSeeder{hours: 72, recordsPerHour: 200} },
+	func() seeder { return &billingSeeder{invoices: 60} },
 }
 
 func seederNames() []string {
@@ -144,6 +161,13 @@ func (c *seedCmd) run(ctx context.Context, p *program) error {
 	results := make([]seedResult, len(c.accountIDs))
 	for i, id := range c.accountIDs {
 		results[i] = seedResult{AccountID: id, Stores: map[string]seedCounts{}}
+	}
+	for _, s := range c.selected {
+		if sp, ok := s.(seedPreparer); ok {
+			if err := sp.prepare(p); err != nil {
+				return err
+			}
+		}
 	}
 	pr := newProgressPrinter(p.stderr, 500*time.Millisecond)
 	for _, s := range c.selected {

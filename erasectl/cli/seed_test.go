@@ -42,7 +42,7 @@ func TestSeed(t *testing.T) {
 	dsn := testenv.Postgres(t)
 	env := map[string]string{EnvContactsDSN: dsn}
 
-	r := runCLI(t, env, "seed", "demo-0001", "demo-0002", "--contacts", "2500", "--lists", "3", "--properties", "2", "--seed", "7")
+	r := runCLI(t, env, "seed", "demo-0001", "demo-0002", "--stores", "contacts", "--contacts", "2500", "--lists", "3", "--properties", "2", "--seed", "7")
 	if r.code != ExitOK {
 		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
@@ -74,7 +74,7 @@ func TestSeed(t *testing.T) {
 	}
 
 	// Seeding again migrates again (a no-op) and adds; JSON output.
-	r = runCLI(t, env, "seed", "demo-0003", "--contacts", "10", "--lists", "1", "--properties", "1", "-o", "json")
+	r = runCLI(t, env, "seed", "demo-0003", "--stores", "contacts", "--contacts", "10", "--lists", "1", "--properties", "1", "-o", "json")
 	if r.code != ExitOK {
 		t.Fatalf("second seed: exit %d, stderr:\n%s", r.code, r.stderr)
 	}
@@ -94,7 +94,7 @@ func TestSeed(t *testing.T) {
 
 func TestSeedDatabaseUnreachable(t *testing.T) {
 	dsn := "postgres://lethe:s3cret-pw@" + freeAddr(t) + "/lethe_contacts?sslmode=disable&connect_timeout=2"
-	r := runCLI(t, nil, "seed", "demo-0001", "--contacts-dsn", dsn)
+	r := runCLI(t, nil, "seed", "demo-0001", "--stores", "contacts", "--contacts-dsn", dsn)
 	if r.code != ExitUnavailable {
 		t.Fatalf("exit %d, want %d; stderr %q", r.code, ExitUnavailable, r.stderr)
 	}

@@ -10,7 +10,8 @@ import (
 
 const usageHeader = `erasectl operates Lethe, the personal-data erasure pipeline: it asks the
 coordinator for erasures, shows their jobs, asks the workers what is left of
-an account, and seeds local stores with synthetic demo data.
+an account, seeds local stores with synthetic demo data, and takes, lists,
+rotates and restores backups.
 
 Usage:
   erasectl [global flags] COMMAND [flags] [args]
@@ -23,6 +24,17 @@ Global flags (accepted before or after the command):
   --nats-url URL      NATS server (env LETHE_NATS_URL, default ` + DefaultNATSURL + `)
   --contacts-dsn DSN  contacts database (env LETHE_CONTACTS_DSN,
                       default ` + DefaultContactsDSN + `)
+  --billing-dsn DSN   billing database (env LETHE_BILLING_DSN,
+                      default ` + DefaultBillingDSN + `)
+  --logs-root DIR     event-log segments (env LETHE_LOGS_ROOT, default ` + DefaultLogsRoot + `)
+  --stripe-api-url URL
+                      Stripe API or stripe-mock for seed (env LETHE_STRIPE_API_URL;
+                      default none: no provider calls, invented customer ids);
+                      the key only from the environment: LETHE_STRIPE_API_KEY
+  --backup-root DIR   backup snapshots (env LETHE_BACKUP_ROOT, default ` + DefaultBackupRoot + `)
+  --backups-dsn DSN   backups database with the restore ledger (env LETHE_BACKUPS_DSN,
+                      default ` + DefaultBackupsDSN + `)
+  --retention 35d     how long snapshots are kept (env LETHE_BACKUP_RETENTION)
   -o table|json       output: aligned table (default) or one JSON document
   -h, --help          help; works after every command too
 `
@@ -36,8 +48,10 @@ Exit codes:
   4    timed out waiting
   5    a dependency is unreachable: coordinator, NATS or database down, or a
        worker did not answer
-  6    no such job
+  6    no such job (or backup snapshot)
   7    the job's state does not allow the action (e.g. nothing to replay)
+  8    backups restore: re-applying the erasures to the restored data failed;
+       the restored data holds erased accounts and must not be used
   130  interrupted
 `
 
@@ -48,6 +62,8 @@ Examples:
   erasectl status 0b7e6f7c-3f1d-4c1a-9a43-6d0f3c2a9e51
   erasectl list --status failed --all -o json
   erasectl footprint demo-0001 --categories contacts
+  erasectl backups take
+  erasectl backups restore 20260615T101500Z-3f9a0c2e --target-suffix check1
 `
 
 func (p *program) printUsage(w io.Writer) {

@@ -148,7 +148,7 @@ func (s *Store) pseudonymise(ctx context.Context, task worker.Task) (worker.Resu
 	if err != nil {
 		return res, fmt.Errorf("pseudonymise billing data of account %s: %w", task.AccountID, err)
 	}
-	if ref == nil {
+	if ref == nil || s.noProvider {
 		return res, nil
 	}
 	n, err = s.deleteAtProvider(ctx, task, *ref)

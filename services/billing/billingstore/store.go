@@ -68,6 +68,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	stripe PaymentProvider
 	now    func() time.Time
+	// noProvider: the provider step is another store's (WithoutProvider).
+	noProvider bool
 	// afterProviderDelete, when set, is called after the provider deleted a
 	// customer and before the store clears its reference. Tests use it to
 	// fail at that point, as a crash would.
@@ -75,8 +77,9 @@ type Store struct {
 }
 
 type options struct {
-	stripe PaymentProvider
-	now    func() time.Time
+	stripe     PaymentProvider
+	now        func() time.Time
+	noProvider bool
 }
 
 // Option configures a Store. Options validate their arguments: Open returns
@@ -122,6 +125,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
+	if o.noProvider && o.stripe != nil {
+		return nil, fmt.Errorf("%w: WithoutProvider and WithStripe exclude each other", ErrInvalidOption)
+	}
 	// pgconn redacts the password in its parse errors.
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -138,7 +144,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("reach billing database: %w (check that PostgreSQL is running and "+
 			"reachable from here, and that host, port, user, password and database in the DSN are right)", err)
 	}
-	return &Store{pool: pool, stripe: o.stripe, now: o.now}, nil
+	return &Store{pool: pool, stripe: o.stripe, now: o.now, noProvider: o.noProvider}, nil
 }
 
 // Close closes every connection. Running calls fail once it returns.
