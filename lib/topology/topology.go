@@ -54,7 +54,12 @@ func DefaultSettings() Settings {
 		DuplicateWindow: 10 * time.Minute,
 		TaskAckWait:     30 * time.Second,
 		TaskMaxDeliver:  8,
-		TaskBackOff:     []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute},
+		// No BackOff: with one set, nats-server 2.15.3 offsets a nak'ed
+		// message by AckWait but expires it by the BackOff step of its
+		// delivery count, so a worker's NakWithDelay(2s) came back after
+		// 32s (measured; docs/jetstream.md). The workers space their own
+		// retries; a dead worker's task comes back after AckWait.
+		TaskBackOff:     []time.Duration{},
 		ReportAckWait:   30 * time.Second,
 		IngressAckWait:  30 * time.Second,
 		ReportRetention: 30 * 24 * time.Hour,

@@ -540,3 +540,28 @@ func TestErrorClass(t *testing.T) {
 		}
 	}
 }
+
+// TestNakDelayIsHonouredWithTheDefaultTopology guards the decision to run
+// the task consumers without BackOff: with one, nats-server stretched a
+// worker's nak delay to the BackOff step (2s became 32s).
+func TestNakDelayIsHonouredWithTheDefaultTopology(t *testing.T) {
+	t.Parallel()
+	s := topology.DefaultSettings()
+	s.TaskAckWait = 20 * time.Second
+	e := setup(t, s)
+	var calls atomic.Int32
+	e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+		if calls.Add(1) == 1 {
+			return worker.Result{}, errors.New("blip")
+		}
+		return worker.Result{ItemsPurged: 1}, nil
+	}), nil)
+	e.publishTask(t, "nak")
+	start := time.Now()
+	r, _ := e.finalReport(t)
+	// The nak delay is 50ms; anything near the 20s ack wait means the
+	// server ignored it.
+	if took := time.Since(start); r.GetAttempt() != 2 || took > 10*time.Second {
+		t.Errorf("second delivery after %s (attempt %d); the 50ms nak delay was not honoured", took, r.GetAttempt())
+	}
+}
