@@ -9,16 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/lethe-privacy/lethe/lib/testenv"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	"github.com/lethe-privacy/lethe/lib/worker"
+	"github.com/lethe-privacy/lethe/lib/worker/workertest"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 )
 
@@ -36,49 +34,16 @@ func (f purgeFunc) Footprint(_ context.Context, ids []string) ([]worker.Footprin
 	return out, nil
 }
 
-type env struct {
-	srv     *testenv.NATSServer
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	reports <-chan *erasurev1.TaskReport
-}
+// env is the shared set-up of workertest with the checks only the
+// runtime's own tests need.
+type env struct{ *workertest.Env }
 
 func setup(t *testing.T, s topology.Settings) *env {
 	t.Helper()
-	srv := testenv.StartNATS(t)
-	nc, js := srv.Connect(t)
-	s.Categories = []string{category}
-	ctx := context.Background()
-	if err := topology.Ensure(ctx, js, s); err != nil {
-		t.Fatalf("ensure topology: %v", err)
-	}
-	ch := make(chan *erasurev1.TaskReport, 100)
-	cons, err := js.CreateOrUpdateConsumer(ctx, erasurev1.ReportsStream, jetstream.ConsumerConfig{Durable: "test-reports", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var r erasurev1.TaskReport
-		if err := proto.Unmarshal(m.Data(), &r); err != nil {
-			t.Errorf("undecodable report: %v", err)
-		}
-		_ = m.Ack()
-		ch <- &r
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
-	return &env{srv: srv, nc: nc, js: js, reports: ch}
+	return &env{workertest.Start(t, category, s)}
 }
 
-func fastSettings() topology.Settings {
-	return topology.Settings{
-		TaskAckWait:    time.Second,
-		TaskMaxDeliver: 3,
-		TaskBackOff:    []time.Duration{},
-	}
-}
+func fastSettings() topology.Settings { return workertest.Settings(time.Second) }
 
 func fastConfig() worker.Config {
 	return worker.Config{
@@ -95,54 +60,7 @@ func fastConfig() worker.Config {
 	}
 }
 
-func (e *env) publishTask(t *testing.T, jobID string) {
-	t.Helper()
-	data, err := proto.Marshal(&erasurev1.ErasureTask{JobId: jobID, AccountId: "acc-" + jobID, Category: category, Stage: "erase", Action: "delete", Generation: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.js.Publish(context.Background(), erasurev1.TaskSubject(category), data, jetstream.WithMsgID(erasurev1.TaskMsgID(jobID, category, "erase", 1))); err != nil {
-		t.Fatalf("publish task: %v", err)
-	}
-}
-
-// start runs a runtime until the test ends (or until the returned stop).
-func (e *env) start(t *testing.T, nc *nats.Conn, cfg worker.Config, p worker.Purger, m *worker.Metrics) (stop func()) {
-	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := worker.New(cfg, nc, js, p, zaptest.NewLogger(t), m)
-	if err != nil {
-		t.Fatalf("new runtime: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
-func (e *env) nextReport(t *testing.T) *erasurev1.TaskReport {
-	t.Helper()
-	select {
-	case r := <-e.reports:
-		return r
-	case <-time.After(15 * time.Second):
-		t.Fatal("no report within 15s")
-		return nil
-	}
-}
+func (e *env) publishTask(t *testing.T, jobID string) { e.Publish(t, jobID, "acc-"+jobID, "delete") }
 
 // finalReport returns the first report that is not RETRYING, and how many
 // RETRYING reports came before it.
@@ -150,7 +68,7 @@ func (e *env) finalReport(t *testing.T) (*erasurev1.TaskReport, int) {
 	t.Helper()
 	retrying := 0
 	for {
-		r := e.nextReport(t)
+		r := e.NextReport(t)
 		if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_RETRYING {
 			return r, retrying
 		}
@@ -165,7 +83,7 @@ func (e *env) finalReport(t *testing.T) (*erasurev1.TaskReport, int) {
 func (e *env) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx := context.Background()
-	st, err := e.js.Stream(ctx, erasurev1.DeadLetterStream)
+	st, err := e.JS.Stream(ctx, erasurev1.DeadLetterStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +104,7 @@ func (e *env) deadLetters(t *testing.T) []*jetstream.RawStreamMsg {
 func (e *env) noReport(t *testing.T, within time.Duration) {
 	t.Helper()
 	select {
-	case r := <-e.reports:
+	case r := <-e.Reports:
 		t.Fatalf("unexpected report: %v", r)
 	case <-time.After(within):
 	}
@@ -194,7 +112,7 @@ func (e *env) noReport(t *testing.T, within time.Duration) {
 
 func (e *env) pendingTasks(t *testing.T) uint64 {
 	t.Helper()
-	s, err := e.js.Stream(context.Background(), erasurev1.TasksStream)
+	s, err := e.JS.Stream(context.Background(), erasurev1.TasksStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +174,7 @@ func TestOutcomes(t *testing.T) {
 			var calls atomic.Int32
 			reg := prometheus.NewRegistry()
 			m := worker.NewMetrics(reg)
-			e.start(t, e.nc, fastConfig(), purgeFunc(func(ctx context.Context, task worker.Task) (worker.Result, error) {
+			e.Run(t, e.NC, fastConfig(), purgeFunc(func(ctx context.Context, task worker.Task) (worker.Result, error) {
 				return tt.purge(calls.Add(1))
 			}), m)
 			e.publishTask(t, "job1")
@@ -305,15 +223,15 @@ func TestBadTaskIsTerminatedAndDoesNotBlockTheQueue(t *testing.T) {
 	t.Parallel()
 	e := setup(t, fastSettings())
 	var calls atomic.Int32
-	e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+	e.Run(t, e.NC, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
 		calls.Add(1)
 		return worker.Result{}, nil
 	}), nil)
-	if _, err := e.js.Publish(context.Background(), erasurev1.TaskSubject(category), []byte("\xff\xffnot protobuf")); err != nil {
+	if _, err := e.JS.Publish(context.Background(), erasurev1.TaskSubject(category), []byte("\xff\xffnot protobuf")); err != nil {
 		t.Fatal(err)
 	}
 	e.publishTask(t, "good")
-	r := e.nextReport(t)
+	r := e.NextReport(t)
 	if r.GetJobId() != "good" {
 		t.Fatalf("report for %q, want the good task", r.GetJobId())
 	}
@@ -330,7 +248,7 @@ func TestHeartbeatKeepsALongPurgeFromBeingRedelivered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, fastSettings()) // ack wait 1s
 	var calls atomic.Int32
-	e.start(t, e.nc, fastConfig(), purgeFunc(func(ctx context.Context, _ worker.Task) (worker.Result, error) {
+	e.Run(t, e.NC, fastConfig(), purgeFunc(func(ctx context.Context, _ worker.Task) (worker.Result, error) {
 		calls.Add(1)
 		select {
 		case <-time.After(3500 * time.Millisecond):
@@ -353,8 +271,8 @@ func TestWorkerKilledMidTaskIsRedeliveredAndCompletes(t *testing.T) {
 	var once sync.Once
 	// The first worker blocks mid-purge; its connection is then cut without
 	// any ack, as a kill -9 would leave it.
-	nc1, _ := e.srv.Connect(t)
-	e.start(t, nc1, fastConfig(), purgeFunc(func(ctx context.Context, _ worker.Task) (worker.Result, error) {
+	nc1, _ := e.Server.Connect(t)
+	e.Run(t, nc1, fastConfig(), purgeFunc(func(ctx context.Context, _ worker.Task) (worker.Result, error) {
 		once.Do(func() { close(started) })
 		<-ctx.Done()
 		return worker.Result{}, ctx.Err()
@@ -367,11 +285,11 @@ func TestWorkerKilledMidTaskIsRedeliveredAndCompletes(t *testing.T) {
 	}
 	nc1.Close()
 
-	nc2, _ := e.srv.Connect(t)
-	e.start(t, nc2, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+	nc2, _ := e.Server.Connect(t)
+	e.Run(t, nc2, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
 		return worker.Result{ItemsPurged: 5}, nil
 	}), nil)
-	r := e.nextReport(t)
+	r := e.NextReport(t)
 	if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED || r.GetAttempt() != 2 || r.GetItemsPurged() != 5 {
 		t.Errorf("report = %v attempt %d items %d; want succeeded on attempt 2 with 5 items", r.GetOutcome(), r.GetAttempt(), r.GetItemsPurged())
 	}
@@ -382,7 +300,7 @@ func TestShutdownLetsRunningPurgesFinish(t *testing.T) {
 	e := setup(t, fastSettings())
 	started := make(chan struct{})
 	release := make(chan struct{})
-	stop := e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+	stop := e.Run(t, e.NC, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
 		close(started)
 		<-release
 		return worker.Result{ItemsPurged: 3}, nil
@@ -399,7 +317,7 @@ func TestShutdownLetsRunningPurgesFinish(t *testing.T) {
 	}
 	close(release)
 	<-stopped
-	r := e.nextReport(t)
+	r := e.NextReport(t)
 	if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED || r.GetItemsPurged() != 3 {
 		t.Errorf("report = %v, want the drained purge's success", r)
 	}
@@ -411,7 +329,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	var running, peak atomic.Int32
 	cfg := fastConfig()
 	cfg.Concurrency = 3
-	e.start(t, e.nc, cfg, purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+	e.Run(t, e.NC, cfg, purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
 		n := running.Add(1)
 		for {
 			p := peak.Load()
@@ -427,7 +345,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 		e.publishTask(t, fmt.Sprintf("j%02d", i))
 	}
 	for range 12 {
-		e.nextReport(t)
+		e.NextReport(t)
 	}
 	if p := peak.Load(); p > 3 || p < 2 {
 		t.Errorf("peak concurrent purges = %d, want between 2 and 3", p)
@@ -437,14 +355,14 @@ func TestConcurrencyIsBounded(t *testing.T) {
 func TestFootprintIsAnswered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, fastSettings())
-	e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+	e.Run(t, e.NC, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
 		return worker.Result{}, nil
 	}), nil)
 	req, _ := proto.Marshal(&erasurev1.FootprintRequest{AccountIds: []string{"a", "bbb"}})
 	var reply erasurev1.FootprintReply
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m, err := e.nc.Request(erasurev1.FootprintSubject(category), req, time.Second)
+		m, err := e.NC.Request(erasurev1.FootprintSubject(category), req, time.Second)
 		if err == nil {
 			if err := proto.Unmarshal(m.Data, &reply); err != nil {
 				t.Fatal(err)
@@ -459,7 +377,7 @@ func TestFootprintIsAnswered(t *testing.T) {
 		t.Errorf("footprint reply = %v", &reply)
 	}
 	empty, _ := proto.Marshal(&erasurev1.FootprintRequest{})
-	m, err := e.nc.Request(erasurev1.FootprintSubject(category), empty, 5*time.Second)
+	m, err := e.NC.Request(erasurev1.FootprintSubject(category), empty, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +427,7 @@ func TestRetryPolicy(t *testing.T) {
 			e := setup(t, fastSettings())
 			cfg := fastConfig()
 			tt.policy(&cfg.Retry)
-			e.start(t, e.nc, cfg, purgeFunc(func(context.Context, worker.Task) (worker.Result, error) { return worker.Result{}, tt.err }), nil)
+			e.Run(t, e.NC, cfg, purgeFunc(func(context.Context, worker.Task) (worker.Result, error) { return worker.Result{}, tt.err }), nil)
 			e.publishTask(t, "j")
 			r, _ := e.finalReport(t)
 			if r.GetOutcome() != erasurev1.TaskOutcome_TASK_OUTCOME_FAILED || r.GetAttempt() != tt.wantAttempt || r.GetErrorCode() != tt.wantCode {
@@ -550,7 +468,7 @@ func TestNakDelayIsHonouredWithTheDefaultTopology(t *testing.T) {
 	s.TaskAckWait = 20 * time.Second
 	e := setup(t, s)
 	var calls atomic.Int32
-	e.start(t, e.nc, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
+	e.Run(t, e.NC, fastConfig(), purgeFunc(func(context.Context, worker.Task) (worker.Result, error) {
 		if calls.Add(1) == 1 {
 			return worker.Result{}, errors.New("blip")
 		}

@@ -3,7 +3,6 @@ package backupstore
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -11,7 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/tern/v2/migrate"
+
+	"github.com/lethe-privacy/lethe/lib/pgstore"
 )
 
 // versionTable records the ledger's schema version. It is not schema
@@ -51,19 +51,9 @@ var _ SuppressionList = (*Ledger)(nil)
 // key=value string) and checks that it answers. It does not migrate: call
 // Migrate. The error says what to check when the database is unreachable.
 func OpenLedger(ctx context.Context, dsn string) (*Ledger, error) {
-	// pgconn redacts the password in its parse errors.
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, err := pgstore.Open(ctx, dsn, "backups")
 	if err != nil {
-		return nil, fmt.Errorf("parse backups database dsn: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create backups database pool: %w", err)
-	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("reach backups database: %w (check that PostgreSQL is running and "+
-			"reachable from here, and that host, port, user, password and database in the DSN are right)", err)
+		return nil, err
 	}
 	return &Ledger{pool: pool}, nil
 }
@@ -72,46 +62,19 @@ func OpenLedger(ctx context.Context, dsn string) (*Ledger, error) {
 func (l *Ledger) Close() { l.pool.Close() }
 
 // Ping checks that the database answers, for readiness probes.
-func (l *Ledger) Ping(ctx context.Context) error {
-	if err := l.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping backups database: %w", err)
-	}
-	return nil
-}
+func (l *Ledger) Ping(ctx context.Context) error { return pgstore.Ping(ctx, l.pool, "backups") }
 
 // Migrate brings the ledger's schema up to the newest version this binary
-// embeds. It is idempotent and safe when several replicas start at once:
-// tern holds a session advisory lock while it migrates. It fails when the
-// database is at a newer version than this binary knows.
+// embeds. It is idempotent and safe when several replicas start at once
+// (see pgstore.Migrate). It fails with an error wrapping
+// pgstore.ErrSchemaNewer when the database is at a newer version than this
+// binary knows.
 func (l *Ledger) Migrate(ctx context.Context) error {
-	pc, err := l.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate backups database: acquire connection: %w", err)
-	}
-	// The advisory lock belongs to the session: close it afterwards rather
-	// than return a connection that may still hold the lock to the pool.
-	conn := pc.Hijack()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	m, err := migrate.NewMigrator(ctx, conn, versionTable)
-	if err != nil {
-		return fmt.Errorf("migrate backups database: create version table: %w", err)
-	}
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return fmt.Errorf("migrate backups database: open embedded migrations: %w", err)
 	}
-	if err := m.LoadMigrations(files); err != nil {
-		return fmt.Errorf("migrate backups database: load migrations: %w", err)
-	}
-	if err := m.Migrate(ctx); err != nil {
-		var bad migrate.BadVersionError
-		if errors.As(err, &bad) {
-			return fmt.Errorf("migrate backups database: %w (the schema is newer than this binary: deploy the newer release)", err)
-		}
+	if err := pgstore.Migrate(ctx, l.pool, files, versionTable); err != nil {
 		return fmt.Errorf("migrate backups database: %w", err)
 	}
 	return nil

@@ -23,14 +23,13 @@ package billingstore
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/tern/v2/migrate"
 
+	"github.com/lethe-privacy/lethe/lib/pgstore"
 	"github.com/lethe-privacy/lethe/lib/worker"
 	"github.com/lethe-privacy/lethe/services/billing/stripeapi"
 )
@@ -128,21 +127,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if o.noProvider && o.stripe != nil {
 		return nil, fmt.Errorf("%w: WithoutProvider and WithStripe exclude each other", ErrInvalidOption)
 	}
-	// pgconn redacts the password in its parse errors.
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, err := pgstore.Open(ctx, dsn, "billing")
 	if err != nil {
-		return nil, fmt.Errorf("parse billing database dsn: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create billing database pool: %w", err)
-	}
-	// The pool connects lazily; ping now so that a wrong DSN fails at
-	// start-up with advice, not at the first purge.
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("reach billing database: %w (check that PostgreSQL is running and "+
-			"reachable from here, and that host, port, user, password and database in the DSN are right)", err)
+		return nil, err
 	}
 	return &Store{pool: pool, stripe: o.stripe, now: o.now, noProvider: o.noProvider}, nil
 }
@@ -153,51 +140,21 @@ func (s *Store) Close() { s.pool.Close() }
 // Ping checks that the database answers, for readiness probes. It does not
 // call the payment provider: a provider outage delays erasures (they are
 // retried) but must not take the worker out of service.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping billing database: %w", err)
-	}
-	return nil
-}
+func (s *Store) Ping(ctx context.Context) error { return pgstore.Ping(ctx, s.pool, "billing") }
 
 // Migrate brings the schema up to the newest version this binary embeds. It
-// is idempotent, and safe when several replicas start at once: tern holds a
-// PostgreSQL session advisory lock while it reads the current version and
-// applies what is missing. Each migration runs in its own transaction.
+// is idempotent, and safe when several replicas start at once (see
+// pgstore.Migrate).
 //
-// It fails when the database is at a newer version than this binary knows
-// (a newer release migrated it): this binary must not run against it.
+// It fails with an error wrapping pgstore.ErrSchemaNewer when the database
+// is at a newer version than this binary knows (a newer release migrated
+// it): this binary must not run against it.
 func (s *Store) Migrate(ctx context.Context) error {
-	pc, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate billing database: acquire connection: %w", err)
-	}
-	// The advisory lock belongs to the session: take the connection out of
-	// the pool and close it afterwards, so that a lock tern could not
-	// release never stays behind in a pooled connection.
-	conn := pc.Hijack()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-
-	m, err := migrate.NewMigrator(ctx, conn, versionTable)
-	if err != nil {
-		return fmt.Errorf("migrate billing database: create version table: %w", err)
-	}
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return fmt.Errorf("migrate billing database: open embedded migrations: %w", err)
 	}
-	if err := m.LoadMigrations(files); err != nil {
-		return fmt.Errorf("migrate billing database: load migrations: %w", err)
-	}
-	if err := m.Migrate(ctx); err != nil {
-		var bad migrate.BadVersionError
-		if errors.As(err, &bad) {
-			return fmt.Errorf("migrate billing database: %w (the schema is newer than this binary: deploy the newer release)", err)
-		}
+	if err := pgstore.Migrate(ctx, s.pool, files, versionTable); err != nil {
 		return fmt.Errorf("migrate billing database: %w", err)
 	}
 	return nil

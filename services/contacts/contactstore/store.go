@@ -14,14 +14,12 @@ package contactstore
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/tern/v2/migrate"
 
+	"github.com/lethe-privacy/lethe/lib/pgstore"
 	"github.com/lethe-privacy/lethe/lib/worker"
 )
 
@@ -85,22 +83,9 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	// pgconn redacts the password in its parse errors.
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, err := pgstore.Open(ctx, dsn, "contacts")
 	if err != nil {
-		return nil, fmt.Errorf("parse contacts database dsn: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create contacts database pool: %w", err)
-	}
-	// The pool connects lazily; ping now so that a wrong DSN fails at start-up
-	// with advice, not at the first purge.
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		// pgconn's error names host, port, user and database already.
-		return nil, fmt.Errorf("reach contacts database: %w (check that PostgreSQL is running and "+
-			"reachable from here, and that host, port, user, password and database in the DSN are right)", err)
+		return nil, err
 	}
 	return &Store{pool: pool, batchSize: o.batchSize}, nil
 }
@@ -109,53 +94,21 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 func (s *Store) Close() { s.pool.Close() }
 
 // Ping checks that the database answers, for readiness probes.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("ping contacts database: %w", err)
-	}
-	return nil
-}
+func (s *Store) Ping(ctx context.Context) error { return pgstore.Ping(ctx, s.pool, "contacts") }
 
 // Migrate brings the schema up to the newest version this binary embeds. It
-// is idempotent, and safe when several replicas start at once: tern holds a
-// PostgreSQL session advisory lock (pg_advisory_lock) while it reads the
-// current version and applies what is missing, so the others wait and then
-// find nothing to do. Each migration runs in its own transaction.
+// is idempotent, and safe when several replicas start at once (see
+// pgstore.Migrate).
 //
-// It fails when the database is at a newer version than this binary knows
-// (a newer release migrated it): this binary must not run against it.
+// It fails with an error wrapping pgstore.ErrSchemaNewer when the database
+// is at a newer version than this binary knows (a newer release migrated
+// it): this binary must not run against it.
 func (s *Store) Migrate(ctx context.Context) error {
-	pc, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate contacts database: acquire connection: %w", err)
-	}
-	// Take the connection out of the pool and close it afterwards: the
-	// advisory lock belongs to the session, and if tern cannot release it
-	// (ctx cancelled while it waits) only closing the session does. A pooled
-	// connection would keep the lock and block every later migration.
-	conn := pc.Hijack()
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-
-	m, err := migrate.NewMigrator(ctx, conn, versionTable)
-	if err != nil {
-		return fmt.Errorf("migrate contacts database: create version table: %w", err)
-	}
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return fmt.Errorf("migrate contacts database: open embedded migrations: %w", err)
 	}
-	if err := m.LoadMigrations(files); err != nil {
-		return fmt.Errorf("migrate contacts database: load migrations: %w", err)
-	}
-	if err := m.Migrate(ctx); err != nil {
-		var bad migrate.BadVersionError
-		if errors.As(err, &bad) {
-			return fmt.Errorf("migrate contacts database: %w (the schema is newer than this binary: deploy the newer release)", err)
-		}
+	if err := pgstore.Migrate(ctx, s.pool, files, versionTable); err != nil {
 		return fmt.Errorf("migrate contacts database: %w", err)
 	}
 	return nil

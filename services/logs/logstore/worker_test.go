@@ -1,19 +1,12 @@
 package logstore
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap/zaptest"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/lethe-privacy/lethe/lib/testenv"
-	"github.com/lethe-privacy/lethe/lib/topology"
 	"github.com/lethe-privacy/lethe/lib/worker"
+	"github.com/lethe-privacy/lethe/lib/worker/workertest"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 )
 
@@ -23,18 +16,7 @@ import (
 // count, and footprint requests over NATS see the result.
 func TestWorkerRuntimeEndToEnd(t *testing.T) {
 	t.Parallel()
-	srv := testenv.StartNATS(t)
-	nc, js := srv.Connect(t)
-	ctx := context.Background()
-	if err := topology.Ensure(ctx, js, topology.Settings{
-		TaskAckWait:    5 * time.Second,
-		TaskMaxDeliver: 3,
-		TaskBackOff:    []time.Duration{},
-		Categories:     []string{erasurev1.CategoryLogs},
-	}); err != nil {
-		t.Fatalf("ensure topology: %v", err)
-	}
-	reports := collectReports(t, js)
+	e := workertest.Start(t, erasurev1.CategoryLogs, workertest.Settings(5*time.Second))
 
 	s := newStore(t, WithLinger(300*time.Millisecond))
 	var erase []string
@@ -47,34 +29,22 @@ func TestWorkerRuntimeEndToEnd(t *testing.T) {
 	// Published before the worker starts, so that its first pull fetches
 	// them all and their purges wait together.
 	for _, id := range erase {
-		publishTask(t, js, "job-"+id, id, "delete")
+		e.Publish(t, "job-"+id, id, "delete")
 	}
-	publishTask(t, js, "job-bad", "keep-1", "pseudonymise")
+	e.Publish(t, "job-bad", "keep-1", "pseudonymise")
 
-	rt, err := worker.New(worker.Config{
+	e.Run(t, e.NC, worker.Config{
 		Category:     erasurev1.CategoryLogs,
 		WorkerID:     "test-logs-worker",
 		Concurrency:  64,
 		DrainTimeout: 5 * time.Second,
 		Retry:        worker.RetryPolicy{InProcessAttempts: 1, RedeliveryInitial: 50 * time.Millisecond, RedeliveryMultiplier: 2, RedeliveryMax: 200 * time.Millisecond},
-	}, nc, js, s, zaptest.NewLogger(t), nil)
-	if err != nil {
-		t.Fatalf("new runtime: %v", err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	}, s, nil)
 
 	got := make(map[string]*erasurev1.TaskReport)
 	for len(got) < len(erase)+1 {
 		select {
-		case r := <-reports:
+		case r := <-e.Reports:
 			if r.GetOutcome() == erasurev1.TaskOutcome_TASK_OUTCOME_RETRYING {
 				t.Errorf("task %s retried: %s", r.GetJobId(), r.GetErrorMessage())
 				continue
@@ -101,67 +71,11 @@ func TestWorkerRuntimeEndToEnd(t *testing.T) {
 		t.Errorf("stats = %+v; want one pass of %d accounts rewriting each of the 3 segments once", st, len(erase))
 	}
 
-	fps := requestFootprint(t, nc, append([]string{erase[0], erase[7]}, keep...))
+	fps := e.Footprint(t, append([]string{erase[0], erase[7]}, keep...))
 	want := []int64{0, 0, seeded["keep-1"].Records, seeded["keep-2"].Records}
 	for i, fp := range fps {
 		if fp.GetItems() != want[i] || fp.GetDetail()[DetailRecords] != want[i] {
 			t.Errorf("footprint of %s = %d %v, want %d", fp.GetAccountId(), fp.GetItems(), fp.GetDetail(), want[i])
 		}
 	}
-}
-
-func publishTask(t *testing.T, js jetstream.JetStream, jobID, account, action string) {
-	t.Helper()
-	data, err := proto.Marshal(&erasurev1.ErasureTask{JobId: jobID, AccountId: account, Category: erasurev1.CategoryLogs, Stage: "erase", Action: action, Generation: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(context.Background(), erasurev1.TaskSubject(erasurev1.CategoryLogs), data,
-		jetstream.WithMsgID(erasurev1.TaskMsgID(jobID, erasurev1.CategoryLogs, "erase", 1))); err != nil {
-		t.Fatalf("publish task: %v", err)
-	}
-}
-
-func collectReports(t *testing.T, js jetstream.JetStream) <-chan *erasurev1.TaskReport {
-	t.Helper()
-	ch := make(chan *erasurev1.TaskReport, 100)
-	cons, err := js.CreateOrUpdateConsumer(context.Background(), erasurev1.ReportsStream,
-		jetstream.ConsumerConfig{Durable: "test-reports", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var r erasurev1.TaskReport
-		if err := proto.Unmarshal(m.Data(), &r); err != nil {
-			t.Errorf("undecodable report: %v", err)
-		}
-		_ = m.Ack()
-		ch <- &r
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cc.Stop)
-	return ch
-}
-
-// requestFootprint asks the running worker over NATS, as erasectl does.
-func requestFootprint(t *testing.T, nc *nats.Conn, ids []string) []*erasurev1.AccountFootprint {
-	t.Helper()
-	req, err := proto.Marshal(&erasurev1.FootprintRequest{AccountIds: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := nc.Request(erasurev1.FootprintSubject(erasurev1.CategoryLogs), req, 10*time.Second)
-	if err != nil {
-		t.Fatalf("footprint request: %v", err)
-	}
-	var reply erasurev1.FootprintReply
-	if err := proto.Unmarshal(m.Data, &reply); err != nil {
-		t.Fatal(err)
-	}
-	if reply.GetError() != "" || len(reply.GetAccounts()) != len(ids) {
-		t.Fatalf("footprint reply: error %q, %d accounts for %d ids", reply.GetError(), len(reply.GetAccounts()), len(ids))
-	}
-	return reply.GetAccounts()
 }
