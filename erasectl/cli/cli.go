@@ -18,6 +18,7 @@
 //	7    the job's state does not allow the action (e.g. nothing to replay)
 //	8    backups restore: re-applying the erasures to the restored data
 //	     failed; the restored data holds erased accounts and must not be used
+//	9    certificate verify: the certificate does not verify against the key
 //	130  interrupted (SIGINT or SIGTERM)
 //
 // Errors go to stderr prefixed "erasectl: ", with what to do next where
@@ -240,6 +241,7 @@ var commands = []commandSpec{
 	deadLettersSpec,
 	reconcileSpec,
 	adminSpec,
+	certificateSpec,
 	versionSpec,
 }
 

@@ -52,6 +52,8 @@ Exit codes:
   7    the job's state does not allow the action (e.g. nothing to replay)
   8    backups restore: re-applying the erasures to the restored data failed;
        the restored data holds erased accounts and must not be used
+  9    certificate verify: the certificate does not verify (changed after
+       signing, or signed with another key)
   130  interrupted
 `
 

@@ -42,6 +42,10 @@ type Config struct {
 	// UnknownJobRetryDelay spaces the retries of a report whose job Redis
 	// does not hold (yet: it may be being rebuilt); 0: 1 minute.
 	UnknownJobRetryDelay time.Duration
+	// CertificateKey is the PEM file of the certificate signing key (empty:
+	// no certificates); CertificateKeyCreate creates it when missing.
+	CertificateKey       string
+	CertificateKeyCreate bool
 }
 
 // Actions run by each category's erase stage until the retention policy
@@ -104,6 +108,8 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.RedispatchAfter, "redispatch-after", 15*time.Minute, "how long a dispatched task may go without a report before reconciliation looks for its message")
 	fs.BoolVar(&c.RebuildOnEmpty, "rebuild-on-empty", true, "at start-up, rebuild the job state from the lifecycle stream when Redis holds no job but the stream has events")
 	fs.DurationVar(&c.UnknownJobRetryDelay, "unknown-job-retry-delay", time.Minute, "how long a report for a job Redis does not hold waits before it is tried again")
+	fs.StringVar(&c.CertificateKey, "certificate-key", env("LETHE_CERTIFICATE_KEY", ".lethe/keys/certificate.pem"), "PEM file of the Ed25519 key that signs erasure certificates; empty: no certificates (env LETHE_CERTIFICATE_KEY)")
+	fs.BoolVar(&c.CertificateKeyCreate, "certificate-key-create", env("LETHE_CERTIFICATE_KEY_CREATE", "true") == "true", "create the certificate key when its file is missing (development); set false in production so that a missing key stops start-up (env LETHE_CERTIFICATE_KEY_CREATE)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}

@@ -70,6 +70,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	if err != nil {
 		return fmt.Errorf("look up the dashboard-event consumer: %w", err)
 	}
+	certs, err := certificateIssuer(cfg, log.Named("certificate"))
+	if err != nil {
+		return err
+	}
 	rebuilder := NewRebuilder(ctx, js, store, log.Named("rebuild"), disp.Wake)
 	if err := rebuilder.atStartup(ctx, cfg.RebuildOnEmpty); err != nil {
 		return err
@@ -92,12 +96,13 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 			}
 			return nil
 		},
-		Gatherer:    reg,
-		Registerer:  reg,
-		DeadLetters: dead,
-		Bulk:        svc,
-		Reconciler:  recon,
-		Rebuild:     rebuilder.Rebuild,
+		Gatherer:     reg,
+		Registerer:   reg,
+		DeadLetters:  dead,
+		Bulk:         svc,
+		Reconciler:   recon,
+		Rebuild:      rebuilder.Rebuild,
+		Certificates: certs,
 	})
 	srv := &http.Server{
 		Handler:           handler,

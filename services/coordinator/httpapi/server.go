@@ -52,6 +52,9 @@ type Options struct {
 	Reconciler Reconciler
 	// Rebuild serves POST /v1/admin/rebuild; nil serves none.
 	Rebuild RebuildFunc
+	// Certificates serves /v1/erasures/{id}/certificate and
+	// /v1/certificate-key; nil serves none.
+	Certificates CertificateIssuer
 }
 
 type server struct {
@@ -86,6 +89,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.bulkRoutes(mux)
 	s.reconcileRoutes(mux)
 	s.adminRoutes(mux)
+	s.certificateRoutes(mux)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
