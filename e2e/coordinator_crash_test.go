@@ -81,6 +81,7 @@ func TestCoordinatorKilledDuringFanOutDispatchesEveryTaskOnce(t *testing.T) {
 		"LETHE_HTTP_ADDR="+addr,
 		"LETHE_LOG_LEVEL=warn",
 		"LETHE_CATEGORIES=contacts",
+		"LETHE_CERTIFICATE_KEY="+filepath.Join(t.TempDir(), "certificate.pem"),
 	)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
