@@ -191,7 +191,7 @@ func (c *replayCmd) run(ctx context.Context, p *program) error {
 		return waitErr
 	}
 	if final.Status == apiv1.JobFailed {
-		return withCode(ExitJobFailed, fmt.Errorf("job %s failed again: %s; see 'erasectl status %s'", final.ID, orDash(final.Error), final.ID))
+		return withCode(ExitJobFailed, fmt.Errorf("job %s failed again: %s; see 'erasectl status %s'", final.ID, orNoReason(final.Error), final.ID))
 	}
 	return nil
 }

@@ -94,7 +94,7 @@ func (c *requestCmd) run(ctx context.Context, p *program) error {
 		return waitErr
 	}
 	if final.Status == apiv1.JobFailed {
-		return withCode(ExitJobFailed, fmt.Errorf("job %s failed: %s; see 'erasectl status %s'", final.ID, orDash(final.Error), final.ID))
+		return withCode(ExitJobFailed, fmt.Errorf("job %s failed: %s; see 'erasectl status %s'", final.ID, orNoReason(final.Error), final.ID))
 	}
 	return nil
 }
@@ -166,7 +166,16 @@ func (p *program) printJob(job apiv1.Job, tasks bool) error {
 	return writeJob(p.stdout, job, tasks)
 }
 
+// orDash shows an empty cell as "-".
 func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// orNoReason shows an empty failure reason as such.
+func orNoReason(s string) string {
 	if s == "" {
 		return "no reason given"
 	}
