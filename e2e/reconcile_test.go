@@ -89,3 +89,22 @@ func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
 		t.Errorf("lifecycle = %v, want one redispatch", types)
 	}
 }
+
+func TestDeadlineQueriesThroughErasectl(t *testing.T) {
+	t.Parallel()
+	p := startPipeline(t)
+	p.call(t, "POST", "/v1/erasures", apiv1.CreateErasureRequest{AccountID: "acc-due", RequestedBy: "privacy:ops", Reason: "PRIV-12"})
+	// A job requested now is due in a month: at risk within 32 days, not 72 hours; overdue never.
+	if rc, out, _ := p.erasectl(t, "list", "--at-risk", "--within", "768h"); rc != 0 || !strings.Contains(out, "acc-due") {
+		t.Errorf("list --at-risk --within 768h: exit %d\n%s", rc, out)
+	}
+	if rc, out, _ := p.erasectl(t, "list", "--at-risk"); rc != 0 || strings.Contains(out, "acc-due") {
+		t.Errorf("list --at-risk (72h): exit %d\n%s", rc, out)
+	}
+	if rc, out, _ := p.erasectl(t, "list", "--overdue", "-o", "json"); rc != 0 || strings.Contains(out, "acc-due") {
+		t.Errorf("list --overdue: exit %d\n%s", rc, out)
+	}
+	if code, body := p.call(t, "GET", "/v1/erasures?due_within=soon", nil); code != http.StatusBadRequest {
+		t.Errorf("due_within=soon: %d %s", code, body)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 )
@@ -84,6 +85,26 @@ func (c *Client) Reconcile(ctx context.Context, dryRun bool) (apiv1.ReconcileRep
 	var out apiv1.ReconcileReport
 	if err := c.do(ctx, method, "/v1/reconciliation", nil, body, &out); err != nil {
 		return apiv1.ReconcileReport{}, fmt.Errorf("reconcile: %w", err)
+	}
+	return out, nil
+}
+
+// ListByDeadline lists running jobs whose deadline is within `within`
+// (GET /v1/erasures?due_within=), or with overdue those past it,
+// earliest deadline first.
+func (c *Client) ListByDeadline(ctx context.Context, within time.Duration, overdue bool, limit int) (apiv1.JobList, error) {
+	q := url.Values{}
+	if overdue {
+		q.Set("overdue", "true")
+	} else {
+		q.Set("due_within", within.String())
+	}
+	if limit > 0 {
+		q.Set("page_size", strconv.Itoa(limit))
+	}
+	var out apiv1.JobList
+	if err := c.do(ctx, http.MethodGet, "/v1/erasures", q, nil, &out); err != nil {
+		return apiv1.JobList{}, fmt.Errorf("list jobs by deadline: %w", err)
 	}
 	return out, nil
 }

@@ -113,12 +113,12 @@ func TestParseCommands(t *testing.T) {
 		{
 			name: "list defaults",
 			give: []string{"list"},
-			want: &listCmd{limit: 50},
+			want: &listCmd{limit: 50, within: 72 * time.Hour},
 		},
 		{
 			name: "list filters",
 			give: []string{"list", "--account", "acct-1", "--status", "failed", "--limit", "10", "--all"},
-			want: &listCmd{accountID: "acct-1", status: "failed", limit: 10, all: true},
+			want: &listCmd{accountID: "acct-1", status: "failed", limit: 10, all: true, within: 72 * time.Hour},
 		},
 		{
 			name: "footprint",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 )
@@ -12,7 +13,7 @@ import (
 var listSpec = commandSpec{
 	name:    "list",
 	summary: "list erasure jobs",
-	usage:   "list [--account ACCOUNT_ID] [--status STATUS] [--limit N] [--all | --page-token TOKEN] | list --stuck",
+	usage:   "list [--account ACCOUNT_ID] [--status STATUS] [--limit N] [--all | --page-token TOKEN] | list --stuck | list (--at-risk [--within 72h] | --overdue)",
 	description: `
 Lists erasure jobs (GET /v1/erasures), one page of --limit jobs, or with --all
 every page. When more pages remain, stderr says how to fetch the next one; in
@@ -20,13 +21,20 @@ JSON output, next_page_token holds it.
 
 With --stuck it lists instead the tasks of running jobs that do not move —
 due but not dispatched, or dispatched long ago without a report — and why
-(GET /v1/erasures?stuck=true); see also 'erasectl reconcile'.`,
+(GET /v1/erasures?stuck=true); see also 'erasectl reconcile'.
+
+With --at-risk it lists the running jobs whose legal deadline (one month
+after the request) falls within --within (default 72h), overdue ones
+included, earliest deadline first; with --overdue only those already past
+it.`,
 	examples: `  erasectl list
   erasectl list --account demo-0001
   erasectl list --status failed --all -o json
-  erasectl list --stuck`,
+  erasectl list --stuck
+  erasectl list --at-risk --within 168h
+  erasectl list --overdue -o json`,
 	globals: flagAPIURL,
-	new:     func() command { return &listCmd{limit: 50} },
+	new:     func() command { return &listCmd{limit: 50, within: 72 * time.Hour} },
 }
 
 // maxListPages guards --all against a coordinator that never ends a listing.
@@ -39,6 +47,9 @@ type listCmd struct {
 	all       bool
 	pageToken string
 	stuck     bool
+	atRisk    bool
+	overdue   bool
+	within    time.Duration
 }
 
 func (c *listCmd) flags(fs *flag.FlagSet) {
@@ -48,6 +59,9 @@ func (c *listCmd) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.all, "all", c.all, "follow the pages to the end")
 	fs.StringVar(&c.pageToken, "page-token", c.pageToken, "start at the page of `TOKEN`, from an earlier listing")
 	fs.BoolVar(&c.stuck, "stuck", c.stuck, "list the tasks of running jobs that do not move")
+	fs.BoolVar(&c.atRisk, "at-risk", c.atRisk, "list running jobs whose deadline is within --within")
+	fs.DurationVar(&c.within, "within", c.within, "with --at-risk: how close the deadline is")
+	fs.BoolVar(&c.overdue, "overdue", c.overdue, "list running jobs past their deadline")
 }
 
 func (c *listCmd) args(pos []string) error {
@@ -57,8 +71,17 @@ func (c *listCmd) args(pos []string) error {
 	if c.limit <= 0 {
 		return errors.New("--limit must be positive")
 	}
-	if c.stuck && (c.accountID != "" || c.status != "" || c.all || c.pageToken != "") {
-		return errors.New("--stuck stands alone")
+	special := 0
+	for _, b := range []bool{c.stuck, c.atRisk, c.overdue} {
+		if b {
+			special++
+		}
+	}
+	if special > 1 || (special == 1 && (c.accountID != "" || c.status != "" || c.all || c.pageToken != "")) {
+		return errors.New("--stuck, --at-risk and --overdue each stand alone")
+	}
+	if c.atRisk && c.within <= 0 {
+		return errors.New("--within must be positive")
 	}
 	if c.accountID != "" {
 		if err := validateID("account id", c.accountID); err != nil {
@@ -72,6 +95,16 @@ func (c *listCmd) run(ctx context.Context, p *program) error {
 	client, err := p.api()
 	if err != nil {
 		return err
+	}
+	if c.atRisk || c.overdue {
+		list, err := client.ListByDeadline(ctx, c.within, c.overdue, 500)
+		if err != nil {
+			return p.apiError(err, "")
+		}
+		if p.cfg.json() {
+			return writeJSON(p.stdout, list)
+		}
+		return writeJobList(p.stdout, list.Jobs)
 	}
 	if c.stuck {
 		list, err := client.Stuck(ctx)

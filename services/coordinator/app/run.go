@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		DeadLetters:  dead,
 		Bulk:         svc,
 		Reconciler:   recon,
+		Deadlines:    svc,
 		Rebuild:      rebuilder.Rebuild,
 		Certificates: certs,
 	})

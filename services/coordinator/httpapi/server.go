@@ -50,6 +50,8 @@ type Options struct {
 	Bulk BulkReplayer
 	// Reconciler serves /v1/reconciliation and ?stuck=true; nil: none.
 	Reconciler Reconciler
+	// Deadlines serves ?due_within= and ?overdue=true; nil: none.
+	Deadlines Deadlines
 	// Rebuild serves POST /v1/admin/rebuild; nil serves none.
 	Rebuild RebuildFunc
 	// Certificates serves /v1/erasures/{id}/certificate and
@@ -208,11 +210,15 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for k := range q {
 		switch k {
-		case "account_id", "status", "page_size", "page_token", "stuck":
+		case "account_id", "status", "page_size", "page_token", "stuck", "due_within", "overdue":
 		default:
-			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token, stuck", k))
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token, stuck, due_within, overdue", k))
 			return
 		}
+	}
+	if q.Has("due_within") || q.Has("overdue") {
+		s.deadlineList(w, r)
+		return
 	}
 	if q.Has("stuck") {
 		if q.Get("stuck") != "true" || len(q) > 1 {

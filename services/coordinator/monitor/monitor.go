@@ -40,6 +40,8 @@ const (
 	// DefaultDueScanLimit bounds how many overdue entries of the due index
 	// one sample reads (earliest first).
 	DefaultDueScanLimit = 10_000
+	// DefaultAtRiskWindow is the default Options.AtRiskWindow.
+	DefaultAtRiskWindow = 72 * time.Hour
 )
 
 // Streams whose durable consumers are sampled.
@@ -71,6 +73,9 @@ type Options struct {
 	// Interval between samples (default 15 s). A sample may take at most
 	// this long.
 	Interval time.Duration
+	// AtRiskWindow: a running job whose deadline is this close counts as
+	// at risk (default 72h, three days to act before the month is over).
+	AtRiskWindow time.Duration
 	// Categories are always reported (with 0 when nothing waits), so that
 	// an alert's series exist before the first failure. Categories seen in
 	// the data are reported too.
@@ -102,6 +107,9 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.AtRiskWindow <= 0 {
+		o.AtRiskWindow = DefaultAtRiskWindow
+	}
 	return o
 }
 
@@ -114,6 +122,7 @@ type Monitor struct {
 
 	pendingDesc, ackPendingDesc, redeliveredDesc *prometheus.Desc
 	deadDesc, oldestDesc, jobsDesc, overdueDesc  *prometheus.Desc
+	atRiskDesc                                   *prometheus.Desc
 
 	lastSuccess  prometheus.Gauge
 	sampleErrors *prometheus.CounterVec
@@ -130,6 +139,7 @@ type snapshot struct {
 	oldest    map[string]float64       // seconds, by category
 	jobs      map[jobs.Status]int64
 	overdue   *int64
+	atRisk    *int64
 }
 
 type consumerLag struct {
@@ -170,6 +180,9 @@ func New(broker Broker, store Store, log *zap.Logger, reg prometheus.Registerer,
 			[]string{"status"}, nil),
 		overdueDesc: prometheus.NewDesc("lethe_jobs_overdue",
 			"Running jobs past their legal deadline.",
+			nil, nil),
+		atRiskDesc: prometheus.NewDesc("lethe_jobs_at_risk",
+			"Running jobs whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.",
 			nil, nil),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lethe_monitor_last_success_timestamp_seconds",
@@ -227,6 +240,7 @@ func (m *Monitor) Sample(ctx context.Context) error {
 		countErr  error
 		oldest    map[string]float64
 		overdue   int64
+		atRisk    int64
 		tasksErr  error
 		consMu    sync.Mutex
 	)
@@ -244,7 +258,7 @@ func (m *Monitor) Sample(ctx context.Context) error {
 	}
 	wg.Go(func() { dead, deadErr = m.sampleDeadLetters(ctx) })
 	wg.Go(func() { counts, countErr = m.store.CountByStatus(ctx) })
-	wg.Go(func() { oldest, overdue, tasksErr = m.sampleTasks(ctx, now) })
+	wg.Go(func() { oldest, overdue, atRisk, tasksErr = m.sampleTasks(ctx, now) })
 	wg.Wait()
 
 	var errs []error
@@ -275,6 +289,7 @@ func (m *Monitor) Sample(ctx context.Context) error {
 	if oldest != nil {
 		m.snap.oldest = keepZero(m.snap.oldest, oldest)
 		m.snap.overdue = &overdue
+		m.snap.atRisk = &atRisk
 	}
 	m.mu.Unlock()
 
@@ -337,7 +352,7 @@ func (m *Monitor) sampleDeadLetters(ctx context.Context) (map[string]uint64, err
 // first, bounded by DueScanLimit); dispatched ones from the running jobs
 // (oldest first, bounded by RunningScanLimit). Waiting tasks are not
 // counted: they wait for a task that is itself scheduled or dispatched.
-func (m *Monitor) sampleTasks(ctx context.Context, now time.Time) (map[string]float64, int64, error) {
+func (m *Monitor) sampleTasks(ctx context.Context, now time.Time) (map[string]float64, int64, int64, error) {
 	oldest := map[string]float64{}
 	for _, c := range m.opts.Categories {
 		oldest[c] = 0
@@ -358,12 +373,16 @@ func (m *Monitor) sampleTasks(ctx context.Context, now time.Time) (map[string]fl
 		return len(m.opts.Categories) == 0 || !foundAll(found, m.opts.Categories)
 	}, m.opts.DueScanLimit)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	var overdue int64
+	var overdue, atRisk int64
 	err = m.store.ScanRunning(ctx, func(j *jobs.Job) bool {
-		if !j.Deadline.IsZero() && now.After(j.Deadline) {
+		switch {
+		case j.Deadline.IsZero():
+		case now.After(j.Deadline):
 			overdue++
+		case j.Deadline.Sub(now) <= m.opts.AtRiskWindow:
+			atRisk++
 		}
 		for i := range j.Tasks {
 			t := &j.Tasks[i]
@@ -374,9 +393,9 @@ func (m *Monitor) sampleTasks(ctx context.Context, now time.Time) (map[string]fl
 		return true
 	}, m.opts.RunningScanLimit)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	return oldest, overdue, nil
+	return oldest, overdue, atRisk, nil
 }
 
 func foundAll(found map[string]bool, categories []string) bool {
@@ -390,7 +409,7 @@ func foundAll(found map[string]bool, categories []string) bool {
 
 // Describe implements prometheus.Collector.
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.pendingDesc, m.ackPendingDesc, m.redeliveredDesc, m.deadDesc, m.oldestDesc, m.jobsDesc, m.overdueDesc} {
+	for _, d := range []*prometheus.Desc{m.pendingDesc, m.ackPendingDesc, m.redeliveredDesc, m.deadDesc, m.oldestDesc, m.jobsDesc, m.overdueDesc, m.atRiskDesc} {
 		ch <- d
 	}
 }
@@ -421,6 +440,9 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 	}
 	if m.snap.overdue != nil {
 		gauge(m.overdueDesc, float64(*m.snap.overdue))
+	}
+	if m.snap.atRisk != nil {
+		gauge(m.atRiskDesc, float64(*m.snap.atRisk))
 	}
 }
 

@@ -188,6 +188,9 @@ const wantJobs = `
 lethe_jobs{status="completed"} 0
 lethe_jobs{status="failed"} 1
 lethe_jobs{status="running"} 3
+# HELP lethe_jobs_at_risk Running jobs whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.
+# TYPE lethe_jobs_at_risk gauge
+lethe_jobs_at_risk 0
 # HELP lethe_jobs_overdue Running jobs past their legal deadline.
 # TYPE lethe_jobs_overdue gauge
 lethe_jobs_overdue 1
@@ -220,7 +223,7 @@ func TestSampleExposesWhatWaits(t *testing.T) {
 	}{
 		{"consumers", wantConsumers, []string{"lethe_consumer_pending_messages", "lethe_consumer_ack_pending_messages", "lethe_consumer_redelivered_messages"}},
 		{"dead letters", wantDeadLetters, []string{"lethe_dead_letters"}},
-		{"jobs", wantJobs, []string{"lethe_jobs", "lethe_jobs_overdue"}},
+		{"jobs", wantJobs, []string{"lethe_jobs", "lethe_jobs_at_risk", "lethe_jobs_overdue"}},
 		{"oldest undone task", wantOldest, []string{"lethe_oldest_undone_task_age_seconds"}},
 	}
 	for _, tt := range tests {
@@ -361,4 +364,28 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string, labels ...string) f
 		}
 	}
 	return 0
+}
+
+// TestAtRiskCountsRunningJobsNearTheirDeadline: jobs A and C were created
+// about now (deadline in a month), B is already overdue and D failed.
+func TestAtRiskCountsRunningJobsNearTheirDeadline(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		window time.Duration
+		want   string
+	}{
+		{72 * time.Hour, "lethe_jobs_at_risk 0"},
+		{32 * 24 * time.Hour, "lethe_jobs_at_risk 2"},
+	}
+	for _, tt := range tests {
+		reg := prometheus.NewRegistry()
+		m := f.monitor(reg, monitor.Options{AtRiskWindow: tt.window})
+		if err := m.Sample(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		want := "# HELP lethe_jobs_at_risk Running jobs whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.\n# TYPE lethe_jobs_at_risk gauge\n" + tt.want + "\n"
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "lethe_jobs_at_risk"); err != nil {
+			t.Errorf("window %s: %v", tt.window, err)
+		}
+	}
 }
