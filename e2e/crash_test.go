@@ -97,8 +97,12 @@ func TestWorkerProcessKilledMidPurgeIsRedeliveredAndCompletes(t *testing.T) {
 	if left := p.footprint(t, "acc-big"); left != 0 {
 		t.Errorf("%d items left after the redelivered purge", left)
 	}
-	if got := j.Tasks[0].ItemsPurged; got != atKill {
-		t.Errorf("second run reports %d items, want the %d left at the kill", got, atKill)
+	// The batch running at the kill may still commit on the server after
+	// the client died (PostgreSQL notices the lost client only when it
+	// answers), so the second run finds up to one batch (20 rows) less
+	// than was counted right after the kill.
+	if got := j.Tasks[0].ItemsPurged; got > atKill || atKill-got > 20 {
+		t.Errorf("second run reports %d items, want the %d left at the kill (less at most one batch of 20)", got, atKill)
 	}
 	if n := p.footprint(t, "acc-other"); n != other {
 		t.Errorf("the other account has %d items, want %d", n, other)
