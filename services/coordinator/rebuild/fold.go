@@ -91,7 +91,7 @@ const (
 // million jobs need about 10 GB. Beyond what the coordinator's memory
 // allows, the fold must be split by job: several passes over the stream,
 // each keeping only the jobs whose id hashes to its share and writing them
-// out before the next (not implemented).
+// out before the next; that split is future work (docs/status.md).
 //
 // Events of one job are recorded by different goroutines (the dispatcher,
 // report handlers, replays), each after its Redis update, so they can be
