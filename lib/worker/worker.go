@@ -239,25 +239,17 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 	}
 	log := r.log.With(zap.Uint64("stream_seq", meta.Sequence.Stream), zap.Uint64("attempt", meta.NumDelivered))
 
-	var pb erasurev1.ErasureTask
-	if err := proto.Unmarshal(msg.Data(), &pb); err != nil || pb.GetJobId() == "" || pb.GetAccountId() == "" || pb.GetCategory() != r.cfg.Category {
-		// Without a job id there is nobody to report to; the message is
-		// terminated and counted, never retried forever.
+	task, err := DecodeTask(msg.Data(), r.cfg.Category)
+	if err != nil {
+		// Without a valid job id there is nobody to report to; the message
+		// is terminated and counted, never retried forever. The error names
+		// the field, never its value.
 		_ = msg.Term()
 		r.metrics.observe(r.cfg.Category, string(outcomeBadTask), 0, time.Since(start))
-		log.Error("task rejected: undecodable or for another category", zap.Int("bytes", len(msg.Data())), zap.Error(err))
+		log.Error("task rejected", zap.Int("bytes", len(msg.Data())), zap.Error(err))
 		return
 	}
-	task := Task{
-		JobID:      pb.GetJobId(),
-		AccountID:  pb.GetAccountId(),
-		Category:   pb.GetCategory(),
-		Stage:      pb.GetStage(),
-		Action:     pb.GetAction(),
-		Generation: pb.GetGeneration(),
-		Attempt:    uint32(meta.NumDelivered),
-		Deadline:   pb.GetDeadline().AsTime(),
-	}
+	task.Attempt = uint32(meta.NumDelivered)
 	log = log.With(zap.String("job_id", task.JobID), zap.String("account_id", task.AccountID), zap.String("stage", task.Stage))
 
 	hbCtx, stopHB := context.WithCancel(ctx)

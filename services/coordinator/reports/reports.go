@@ -8,6 +8,8 @@ package reports
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,9 +18,38 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lethe-privacy/lethe/lib/consume"
+	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 )
+
+// ErrBadReport wraps every reason Decode rejects a report for.
+var ErrBadReport = errors.New("bad report message")
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// Decode decodes a worker's report and checks its ids, category and
+// outcome. Errors wrap ErrBadReport and name the field, never its value.
+func Decode(data []byte) (*erasurev1.TaskReport, error) {
+	var rep erasurev1.TaskReport
+	if err := proto.Unmarshal(data, &rep); err != nil {
+		return nil, fmt.Errorf("%w: not a protobuf TaskReport", ErrBadReport)
+	}
+	switch {
+	case !idPattern.MatchString(rep.GetJobId()):
+		return nil, fmt.Errorf("%w: malformed job_id", ErrBadReport)
+	case rep.GetAccountId() != "" && !idPattern.MatchString(rep.GetAccountId()):
+		return nil, fmt.Errorf("%w: malformed account_id", ErrBadReport)
+	case !topology.ValidCategory(rep.GetCategory()):
+		return nil, fmt.Errorf("%w: malformed category", ErrBadReport)
+	case rep.GetStage() == "" || len(rep.GetStage()) > 64:
+		return nil, fmt.Errorf("%w: malformed stage", ErrBadReport)
+	}
+	if _, ok := erasurev1.TaskOutcome_name[int32(rep.GetOutcome())]; !ok || rep.GetOutcome() == erasurev1.TaskOutcome_TASK_OUTCOME_UNSPECIFIED {
+		return nil, fmt.Errorf("%w: unknown outcome", ErrBadReport)
+	}
+	return &rep, nil
+}
 
 // Applier applies a report to its job.
 type Applier interface {
@@ -79,15 +110,15 @@ func (in *Intake) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := in.log.With(zap.Uint64("stream_seq", meta.Sequence.Stream), zap.Uint64("delivery", meta.NumDelivered))
-	var rep erasurev1.TaskReport
-	if err := proto.Unmarshal(msg.Data(), &rep); err != nil || rep.GetJobId() == "" {
+	rep, err := Decode(msg.Data())
+	if err != nil {
 		_ = msg.Term()
 		in.rejected.WithLabelValues("undecodable").Inc()
-		log.Error("report rejected: undecodable", zap.Int("bytes", len(msg.Data())), zap.Error(err))
+		log.Error("report rejected", zap.Int("bytes", len(msg.Data())), zap.Error(err))
 		return
 	}
 	log = log.With(zap.String("job_id", rep.GetJobId()), zap.String("category", rep.GetCategory()), zap.String("stage", rep.GetStage()))
-	eff, err := in.applier.ApplyReport(ctx, &rep)
+	eff, err := in.applier.ApplyReport(ctx, rep)
 	switch {
 	case err == nil:
 		if err := msg.Ack(); err != nil {
