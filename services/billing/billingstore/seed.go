@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lethe-privacy/lethe/lib/demodata"
 	"github.com/lethe-privacy/lethe/services/billing/stripeapi"
 )
 
@@ -336,7 +337,7 @@ func (g *generator) customer() customer {
 		}
 		w -= c.weight
 	}
-	first, last := g.pick(firstNames()), g.pick(lastNames())
+	first, last := g.pick(demodata.FirstNames()), g.pick(demodata.LastNames())
 	street, no := g.pick(ct.streets), strconv.Itoa(1+g.rnd.IntN(180))
 	line1 := street + " " + no
 	if ct.numberFirst {
@@ -359,13 +360,13 @@ func (g *generator) customer() customer {
 		word := g.pick(companyWords())
 		co := word + " " + g.pick(ct.legalForms)
 		c.company = &co
-		domain = asciiLower(word) + "-" + strings.ToLower(ct.code) + ".example"
+		domain = demodata.ASCIILower(word) + "-" + strings.ToLower(ct.code) + ".example"
 		if g.rnd.IntN(10) < 9 {
 			v := ct.vatID(g)
 			c.vatID = &v
 		}
 	}
-	c.email = asciiLower(first) + "." + asciiLower(last) + "@" + domain
+	c.email = demodata.ASCIILower(first) + "." + demodata.ASCIILower(last) + "@" + domain
 	return c
 }
 
@@ -427,50 +428,6 @@ func (g *generator) invoice(c customer, issued time.Time) invoice {
 		net:    net,
 		tax:    (net*vatRate(c.country, c.vatID) + 50) / 100,
 	}
-}
-
-// asciiLower folds a name into what a domain or address local part uses.
-func asciiLower(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		switch r {
-		case 'ä':
-			b.WriteString("ae")
-		case 'ö', 'ø':
-			b.WriteString("oe")
-		case 'ü':
-			b.WriteString("ue")
-		case 'ß':
-			b.WriteString("ss")
-		case 'å':
-			b.WriteString("aa")
-		case 'á', 'à', 'â':
-			b.WriteByte('a')
-		case 'é', 'è', 'ê':
-			b.WriteByte('e')
-		case 'í', 'ì':
-			b.WriteByte('i')
-		case 'ó', 'ò', 'ô':
-			b.WriteByte('o')
-		case 'ú', 'ù':
-			b.WriteByte('u')
-		case 'ñ', 'ń':
-			b.WriteByte('n')
-		case 'ç':
-			b.WriteByte('c')
-		case 'ł':
-			b.WriteByte('l')
-		case 'š', 'ś':
-			b.WriteByte('s')
-		case 'ž', 'ż':
-			b.WriteByte('z')
-		default:
-			if r < 128 && (r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-				b.WriteRune(r)
-			}
-		}
-	}
-	return b.String()
 }
 
 // The word lists are functions, not package variables, so that no caller can
@@ -573,21 +530,6 @@ func countries() []country {
 			vatID:      func(g *generator) string { return "BE0" + g.digits(9) },
 		},
 	}
-}
-
-func firstNames() []string {
-	return []string{"Anna", "Jonas", "Lena", "Lukas", "Marie", "Felix", "Sophie", "Paul", "Emma", "Leon",
-		"Mia", "Noah", "Hannah", "Elias", "Lea", "Ben", "Jürgen", "Sabine", "Björn", "Ute",
-		"Chloé", "Louis", "Camille", "Hugo", "Giulia", "Marco", "Lucía", "Pablo", "Sofia", "Mateo",
-		"Emil", "Ingrid", "Søren", "Astrid", "Jan", "Zofia", "Piotr", "Eva", "Tomás", "Aoife"}
-}
-
-func lastNames() []string {
-	return []string{"Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
-		"Schulz", "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Braun", "Zimmermann",
-		"Dubois", "Martin", "Bernard", "Rossi", "Bianchi", "García", "Fernández", "Jansen", "de Vries",
-		"Nielsen", "Larsson", "Kowalski", "Nowak", "Murphy", "O'Brien", "Berg", "Lindqvist",
-		"Hansen", "Keller", "Huber", "Gruber", "Peeters"}
 }
 
 func companyWords() []string {

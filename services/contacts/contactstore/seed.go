@@ -6,9 +6,10 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/lethe-privacy/lethe/lib/demodata"
 )
 
 // SeedOptions shapes the demo data Seed writes. Zero fields take the
@@ -174,7 +175,7 @@ type seedRows struct {
 // chunk builds the rows of the contacts with the given ids; offset is the
 // number of contacts generated before, which keeps addresses distinct.
 func (g *generator) chunk(accountID string, offset int, ids, listIDs []int64, props int) seedRows {
-	firsts, lasts, domains := firstNames(), lastNames(), mailDomains()
+	firsts, lasts, domains := demodata.FirstNames(), demodata.LastNames(), demodata.MailDomains()
 	keys := propertyKeys()
 	out := seedRows{
 		contacts:   make([][]any, 0, len(ids)),
@@ -184,7 +185,7 @@ func (g *generator) chunk(accountID string, offset int, ids, listIDs []int64, pr
 	for i, id := range ids {
 		first := firsts[g.rnd.IntN(len(firsts))]
 		last := lasts[g.rnd.IntN(len(lasts))]
-		email := g.localPart(asciiLower(first), asciiLower(last)) +
+		email := g.localPart(demodata.ASCIILower(first), demodata.ASCIILower(last)) +
 			strconv.Itoa(offset+i+1) + "@" + domains[g.rnd.IntN(len(domains))]
 		out.contacts = append(out.contacts, []any{id, accountID, email, first + " " + last})
 		for l, listID := range listIDs {
@@ -219,51 +220,6 @@ func (g *generator) localPart(first, last string) string {
 	}
 }
 
-// asciiLower folds a name into the ASCII an address local part uses.
-func asciiLower(s string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(s) {
-		switch r {
-		case 'ä':
-			b.WriteString("ae")
-		case 'ö':
-			b.WriteString("oe")
-		case 'ü':
-			b.WriteString("ue")
-		case 'ß':
-			b.WriteString("ss")
-		case 'á', 'à', 'â':
-			b.WriteByte('a')
-		case 'é', 'è', 'ê':
-			b.WriteByte('e')
-		case 'í', 'ì':
-			b.WriteByte('i')
-		case 'ó', 'ò', 'ô':
-			b.WriteByte('o')
-		case 'ú', 'ù':
-			b.WriteByte('u')
-		case 'ñ':
-			b.WriteByte('n')
-		case 'ç':
-			b.WriteByte('c')
-		case 'š':
-			b.WriteByte('s')
-		case 'ø':
-			b.WriteString("oe")
-		case 'å':
-			b.WriteString("aa")
-		case 'ł':
-			b.WriteByte('l')
-		case ' ', '\'':
-		default:
-			if r < 128 {
-				b.WriteRune(r)
-			}
-		}
-	}
-	return b.String()
-}
-
 func listName(i int) string {
 	names := []string{"Newsletter", "Customers", "Leads", "Product updates", "Webinar attendees",
 		"Beta testers", "Trade fair 2025", "Inactive", "VIP", "Partners"}
@@ -275,27 +231,6 @@ func listName(i int) string {
 
 // The word lists are functions, not package variables, so that no caller can
 // change them.
-
-func firstNames() []string {
-	return []string{"Anna", "Jonas", "Lena", "Lukas", "Marie", "Felix", "Sophie", "Paul", "Emma", "Leon",
-		"Mia", "Noah", "Hannah", "Elias", "Lea", "Ben", "Jürgen", "Sabine", "Björn", "Ute",
-		"Chloé", "Louis", "Camille", "Hugo", "Giulia", "Marco", "Lucía", "Pablo", "Sofia", "Mateo",
-		"Emil", "Ingrid", "Søren", "Astrid", "Jan", "Zofia", "Piotr", "Eva", "Tomáš", "Aoife"}
-}
-
-func lastNames() []string {
-	return []string{"Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
-		"Schulz", "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Braun", "Zimmermann",
-		"Dubois", "Martin", "Bernard", "Rossi", "Bianchi", "García", "Fernández", "Jansen", "de Vries",
-		"Nielsen", "Larsson", "Kowalski", "Nowak", "Novák", "Murphy", "O'Brien", "Smith", "Berg", "Lindqvist",
-		"Hansen", "Keller", "Huber"}
-}
-
-func mailDomains() []string {
-	return []string{"nordpost.example", "webmail.example", "postfach.example", "mailhaus.example",
-		"inbox.example", "alpenmail.example", "fjordnet.example", "brieftaube.example",
-		"lindenhof-gmbh.example", "kontor24.example", "acme.example", "globex.example"}
-}
 
 type propertyKey struct {
 	key    string

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lethe-privacy/lethe/lib/demodata"
 )
 
 // SeedOptions shapes the demo records Seed writes. Zero fields take the
@@ -140,11 +142,12 @@ func newGenerator(seed int64, accountID string) *generator {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(accountID)) // never fails
 	g := &generator{account: accountID, rnd: rand.New(rand.NewPCG(uint64(seed), h.Sum64()))}
-	firsts, lasts, domains := firstNames(), lastNames(), mailDomains()
+	firsts, lasts, domains := demodata.FirstNames(), demodata.LastNames(), demodata.MailDomains()
 	// A customer mails the same few hundred people again and again.
 	g.recipients = make([]string, 150+g.rnd.IntN(350))
 	for i := range g.recipients {
-		first, last := firsts[g.rnd.IntN(len(firsts))], lasts[g.rnd.IntN(len(lasts))]
+		first := demodata.ASCIILower(firsts[g.rnd.IntN(len(firsts))])
+		last := demodata.ASCIILower(lasts[g.rnd.IntN(len(lasts))])
 		var local string
 		switch g.rnd.IntN(4) {
 		case 0:
@@ -235,26 +238,6 @@ func (g *generator) subject() string {
 
 // The word lists are functions, not package variables, so that no caller can
 // change them.
-
-func firstNames() []string {
-	return []string{"anna", "jonas", "lena", "lukas", "marie", "felix", "sophie", "paul", "emma", "leon",
-		"mia", "noah", "hannah", "elias", "lea", "ben", "juergen", "sabine", "bjoern", "ute",
-		"chloe", "louis", "camille", "hugo", "giulia", "marco", "lucia", "pablo", "sofia", "mateo",
-		"emil", "ingrid", "soeren", "astrid", "jan", "zofia", "piotr", "eva", "tomas", "aoife"}
-}
-
-func lastNames() []string {
-	return []string{"mueller", "schmidt", "schneider", "fischer", "weber", "meyer", "wagner", "becker",
-		"schulz", "hoffmann", "koch", "richter", "klein", "wolf", "schroeder", "neumann", "braun",
-		"dubois", "martin", "bernard", "rossi", "bianchi", "garcia", "fernandez", "jansen", "devries",
-		"nielsen", "larsson", "kowalski", "nowak", "novak", "murphy", "obrien", "smith", "berg", "lindqvist"}
-}
-
-func mailDomains() []string {
-	return []string{"nordpost.example", "webmail.example", "postfach.example", "mailhaus.example",
-		"inbox.example", "alpenmail.example", "fjordnet.example", "brieftaube.example",
-		"lindenhof-gmbh.example", "kontor24.example", "acme.example", "globex.example"}
-}
 
 func campaignSubjects() []string {
 	return []string{
