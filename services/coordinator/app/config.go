@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lethe-privacy/lethe/lib/redisconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
@@ -19,6 +20,11 @@ type Config struct {
 	NATSURL     string
 	RedisURL    string
 	RedisPrefix string
+	// RedisSentinels and RedisMasterName, when set, find the Redis primary
+	// through Sentinel (see lib/redisconn); RedisURL then gives the
+	// credentials and database.
+	RedisSentinels  []string
+	RedisMasterName string
 	HTTPAddr    string
 	LogFormat   string
 	LogLevel    string
@@ -96,6 +102,8 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.StringVar(&c.NATSURL, "nats-url", env("LETHE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env LETHE_NATS_URL)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("LETHE_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (env LETHE_REDIS_URL)")
+	sentinels := fs.String("redis-sentinels", env("LETHE_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels; empty: connect to LETHE_REDIS_URL directly (env LETHE_REDIS_SENTINELS)")
+	fs.StringVar(&c.RedisMasterName, "redis-master-name", env("LETHE_REDIS_MASTER_NAME", "lethe"), "the Sentinel master name of the Redis primary (env LETHE_REDIS_MASTER_NAME)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("LETHE_REDIS_PREFIX", "lethe:"), "prefix of every Redis key (env LETHE_REDIS_PREFIX)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env LETHE_HTTP_ADDR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
@@ -121,9 +129,25 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 			c.Categories = append(c.Categories, cat)
 		}
 	}
+	c.RedisSentinels = splitList(*sentinels)
 	c.Topology.Categories = c.Categories
 	c.Topology.Replicas = *replicas
 	return c, c.Validate()
+}
+
+// Redis is the connection options for lib/redisconn.
+func (c Config) Redis() redisconn.Options {
+	return redisconn.Options{URL: c.RedisURL, SentinelAddrs: c.RedisSentinels, MasterName: c.RedisMasterName}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Validate reports the first unusable setting, saying how to fix it.
@@ -132,8 +156,8 @@ func (c Config) Validate() error {
 	if c.NATSURL == "" {
 		errs = append(errs, errors.New("LETHE_NATS_URL is empty"))
 	}
-	if c.RedisURL == "" {
-		errs = append(errs, errors.New("LETHE_REDIS_URL is empty"))
+	if err := c.Redis().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("LETHE_HTTP_ADDR %q is not host:port", c.HTTPAddr))

@@ -11,10 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/lethe-privacy/lethe/lib/natsconn"
+	"github.com/lethe-privacy/lethe/lib/redisconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/deadletter"
@@ -44,15 +44,11 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		return fmt.Errorf("set up jetstream topology (is JetStream enabled on the server?): %w", err)
 	}
 
-	ropts, err := redis.ParseURL(cfg.RedisURL)
+	rdb, err := redisconn.Open(setupCtx, cfg.Redis())
 	if err != nil {
-		return fmt.Errorf("parse LETHE_REDIS_URL: %w", err)
+		return err
 	}
-	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
-	if err := rdb.Ping(setupCtx).Err(); err != nil {
-		return fmt.Errorf("reach redis at %s (is it running? set LETHE_REDIS_URL): %w", ropts.Addr, err)
-	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
