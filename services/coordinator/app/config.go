@@ -25,9 +25,9 @@ type Config struct {
 	// credentials and database.
 	RedisSentinels  []string
 	RedisMasterName string
-	HTTPAddr    string
-	LogFormat   string
-	LogLevel    string
+	HTTPAddr        string
+	LogFormat       string
+	LogLevel        string
 	// Categories get one "erase" task each in every job.
 	Categories []string
 	// Topology holds the JetStream settings (see docs/jetstream.md).
