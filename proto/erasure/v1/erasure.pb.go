@@ -114,6 +114,21 @@ const (
 	// Reconciliation published a dispatched task again because no report came
 	// and its message was gone from the work queue.
 	EventType_EVENT_TYPE_TASK_REDISPATCHED EventType = 10
+	// The job was cancelled during its grace period; nothing was erased.
+	EventType_EVENT_TYPE_JOB_CANCELLED EventType = 11
+	// The privacy team skipped the grace period (reason and ticket).
+	EventType_EVENT_TYPE_JOB_FORCED EventType = 12
+	// A legal hold stopped the job: no stage runs until it is released.
+	EventType_EVENT_TYPE_JOB_HELD EventType = 13
+	// The legal hold was lifted; the job resumes where it stopped.
+	EventType_EVENT_TYPE_JOB_RELEASED EventType = 14
+	// The legal deadline moved (GDPR Art. 12(3) extension), with a reason.
+	EventType_EVENT_TYPE_DEADLINE_EXTENDED EventType = 15
+	// Every stage that erases or puts data beyond use is done; only legally
+	// retained records remain, each with its deletion date.
+	EventType_EVENT_TYPE_JOB_ERASED EventType = 16
+	// A calendar stage got its due time from a date its worker reported.
+	EventType_EVENT_TYPE_TASK_SCHEDULED EventType = 17
 )
 
 // Enum value maps for EventType.
@@ -130,6 +145,13 @@ var (
 		8:  "EVENT_TYPE_TASK_RETRYING",
 		9:  "EVENT_TYPE_TASK_DEAD_LETTERED",
 		10: "EVENT_TYPE_TASK_REDISPATCHED",
+		11: "EVENT_TYPE_JOB_CANCELLED",
+		12: "EVENT_TYPE_JOB_FORCED",
+		13: "EVENT_TYPE_JOB_HELD",
+		14: "EVENT_TYPE_JOB_RELEASED",
+		15: "EVENT_TYPE_DEADLINE_EXTENDED",
+		16: "EVENT_TYPE_JOB_ERASED",
+		17: "EVENT_TYPE_TASK_SCHEDULED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":        0,
@@ -143,6 +165,13 @@ var (
 		"EVENT_TYPE_TASK_RETRYING":      8,
 		"EVENT_TYPE_TASK_DEAD_LETTERED": 9,
 		"EVENT_TYPE_TASK_REDISPATCHED":  10,
+		"EVENT_TYPE_JOB_CANCELLED":      11,
+		"EVENT_TYPE_JOB_FORCED":         12,
+		"EVENT_TYPE_JOB_HELD":           13,
+		"EVENT_TYPE_JOB_RELEASED":       14,
+		"EVENT_TYPE_DEADLINE_EXTENDED":  15,
+		"EVENT_TYPE_JOB_ERASED":         16,
+		"EVENT_TYPE_TASK_SCHEDULED":     17,
 	}
 )
 
@@ -313,7 +342,12 @@ type TaskReport struct {
 	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
 	// The worker instance that ran the purge.
-	WorkerId      string `protobuf:"bytes,13,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId string `protobuf:"bytes,13,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Dates found at run time that later stages' calendar rules are reckoned
+	// from, by anchor name: "invoice_issued" is the latest issue date among
+	// the invoices the billing worker kept (pseudonymised) for the account.
+	// Absent when nothing was kept.
+	Anchors       map[string]*timestamppb.Timestamp `protobuf:"bytes,14,rep,name=anchors,proto3" json:"anchors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +471,13 @@ func (x *TaskReport) GetWorkerId() string {
 		return x.WorkerId
 	}
 	return ""
+}
+
+func (x *TaskReport) GetAnchors() map[string]*timestamppb.Timestamp {
+	if x != nil {
+		return x.Anchors
+	}
+	return nil
 }
 
 // FootprintRequest asks a category's workers, on
@@ -619,7 +660,17 @@ type TaskRef struct {
 	// Tasks ("category/stage") that must succeed before this one runs.
 	DependsOn []string `protobuf:"bytes,4,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
 	// Delay of the task after the job's creation.
-	After         *durationpb.Duration `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	After *durationpb.Duration `protobuf:"bytes,5,opt,name=after,proto3" json:"after,omitempty"`
+	// Why the stage runs when it does (the retention policy's legal basis).
+	LegalBasis string `protobuf:"bytes,6,opt,name=legal_basis,json=legalBasis,proto3" json:"legal_basis,omitempty"`
+	// Set for a stage dated by a calendar rule: due at 1 January of the year
+	// after year(anchor) + plus_years, in zone.
+	CalendarAnchor    string `protobuf:"bytes,7,opt,name=calendar_anchor,json=calendarAnchor,proto3" json:"calendar_anchor,omitempty"`
+	CalendarPlusYears int32  `protobuf:"varint,8,opt,name=calendar_plus_years,json=calendarPlusYears,proto3" json:"calendar_plus_years,omitempty"`
+	CalendarZone      string `protobuf:"bytes,9,opt,name=calendar_zone,json=calendarZone,proto3" json:"calendar_zone,omitempty"`
+	// The stage keeps data beyond the erasure (a delayed stage): the job is
+	// "erased" once every other stage is done.
+	Retention     bool `protobuf:"varint,10,opt,name=retention,proto3" json:"retention,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -689,6 +740,41 @@ func (x *TaskRef) GetAfter() *durationpb.Duration {
 	return nil
 }
 
+func (x *TaskRef) GetLegalBasis() string {
+	if x != nil {
+		return x.LegalBasis
+	}
+	return ""
+}
+
+func (x *TaskRef) GetCalendarAnchor() string {
+	if x != nil {
+		return x.CalendarAnchor
+	}
+	return ""
+}
+
+func (x *TaskRef) GetCalendarPlusYears() int32 {
+	if x != nil {
+		return x.CalendarPlusYears
+	}
+	return 0
+}
+
+func (x *TaskRef) GetCalendarZone() string {
+	if x != nil {
+		return x.CalendarZone
+	}
+	return ""
+}
+
+func (x *TaskRef) GetRetention() bool {
+	if x != nil {
+		return x.Retention
+	}
+	return false
+}
+
 // LifecycleEvent is one entry of the append-only audit trail, published on
 // `erasure.v1.lifecycle.<job_id>` to the lifecycle stream. It says who did
 // what, when and why, and carries enough to rebuild the job's state.
@@ -724,7 +810,18 @@ type LifecycleEvent struct {
 	// The error class of a failed task ("permanent", "max_deliveries", ...).
 	ErrorCode string `protobuf:"bytes,18,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	// The task's due time, for EVENT_TYPE_JOB_CREATED tasks and replays.
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	DueAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	// The ticket reference of a privacy-team action (force, hold, extend...).
+	Ticket string `protobuf:"bytes,20,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	// The retention policy the job runs under, for EVENT_TYPE_JOB_CREATED.
+	PolicyVersion     string `protobuf:"bytes,21,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	PolicyFingerprint string `protobuf:"bytes,22,opt,name=policy_fingerprint,json=policyFingerprint,proto3" json:"policy_fingerprint,omitempty"`
+	// The end of the grace period, for EVENT_TYPE_JOB_CREATED and JOB_FORCED.
+	GraceUntil *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=grace_until,json=graceUntil,proto3" json:"grace_until,omitempty"`
+	// Dates reported with a task (see TaskReport.anchors).
+	Anchors map[string]*timestamppb.Timestamp `protobuf:"bytes,24,rep,name=anchors,proto3" json:"anchors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The job's status before the transition (hold, release, cancel).
+	PriorStatus   string `protobuf:"bytes,25,opt,name=prior_status,json=priorStatus,proto3" json:"prior_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -892,6 +989,48 @@ func (x *LifecycleEvent) GetDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *LifecycleEvent) GetTicket() string {
+	if x != nil {
+		return x.Ticket
+	}
+	return ""
+}
+
+func (x *LifecycleEvent) GetPolicyVersion() string {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return ""
+}
+
+func (x *LifecycleEvent) GetPolicyFingerprint() string {
+	if x != nil {
+		return x.PolicyFingerprint
+	}
+	return ""
+}
+
+func (x *LifecycleEvent) GetGraceUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceUntil
+	}
+	return nil
+}
+
+func (x *LifecycleEvent) GetAnchors() map[string]*timestamppb.Timestamp {
+	if x != nil {
+		return x.Anchors
+	}
+	return nil
+}
+
+func (x *LifecycleEvent) GetPriorStatus() string {
+	if x != nil {
+		return x.PriorStatus
+	}
+	return ""
+}
+
 var File_erasure_v1_erasure_proto protoreflect.FileDescriptor
 
 const file_erasure_v1_erasure_proto_rawDesc = "" +
@@ -909,7 +1048,7 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"generation\x12=\n" +
 	"\frequested_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x126\n" +
 	"\bdeadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12?\n" +
-	"\rdispatched_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fdispatchedAt\"\xe3\x03\n" +
+	"\rdispatched_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fdispatchedAt\"\x80\x05\n" +
 	"\n" +
 	"TaskReport\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1d\n" +
@@ -931,7 +1070,11 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"started_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
 	"\vfinished_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x1b\n" +
-	"\tworker_id\x18\r \x01(\tR\bworkerId\"3\n" +
+	"\tworker_id\x18\r \x01(\tR\bworkerId\x12C\n" +
+	"\aanchors\x18\x0e \x03(\v2).lethe.erasure.v1.TaskReport.AnchorsEntryR\aanchors\x1aV\n" +
+	"\fAnchorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01\"3\n" +
 	"\x10FootprintRequest\x12\x1f\n" +
 	"\vaccount_ids\x18\x01 \x03(\tR\n" +
 	"accountIds\"\x82\x01\n" +
@@ -946,14 +1089,21 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x06detail\x18\x03 \x03(\v2..lethe.erasure.v1.AccountFootprint.DetailEntryR\x06detail\x1a9\n" +
 	"\vDetailEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xa3\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe0\x02\n" +
 	"\aTaskRef\x12\x1a\n" +
 	"\bcategory\x18\x01 \x01(\tR\bcategory\x12\x14\n" +
 	"\x05stage\x18\x02 \x01(\tR\x05stage\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x1d\n" +
 	"\n" +
 	"depends_on\x18\x04 \x03(\tR\tdependsOn\x12/\n" +
-	"\x05after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05after\"\x8c\x05\n" +
+	"\x05after\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x05after\x12\x1f\n" +
+	"\vlegal_basis\x18\x06 \x01(\tR\n" +
+	"legalBasis\x12'\n" +
+	"\x0fcalendar_anchor\x18\a \x01(\tR\x0ecalendarAnchor\x12.\n" +
+	"\x13calendar_plus_years\x18\b \x01(\x05R\x11calendarPlusYears\x12#\n" +
+	"\rcalendar_zone\x18\t \x01(\tR\fcalendarZone\x12\x1c\n" +
+	"\tretention\x18\n" +
+	" \x01(\bR\tretention\"\xfb\a\n" +
 	"\x0eLifecycleEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12/\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x1b.lethe.erasure.v1.EventTypeR\x04type\x12\x15\n" +
@@ -978,12 +1128,22 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x0fsource_event_id\x18\x11 \x01(\tR\rsourceEventId\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x12 \x01(\tR\terrorCode\x121\n" +
-	"\x06due_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt*{\n" +
+	"\x06due_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x16\n" +
+	"\x06ticket\x18\x14 \x01(\tR\x06ticket\x12%\n" +
+	"\x0epolicy_version\x18\x15 \x01(\tR\rpolicyVersion\x12-\n" +
+	"\x12policy_fingerprint\x18\x16 \x01(\tR\x11policyFingerprint\x12;\n" +
+	"\vgrace_until\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"graceUntil\x12G\n" +
+	"\aanchors\x18\x18 \x03(\v2-.lethe.erasure.v1.LifecycleEvent.AnchorsEntryR\aanchors\x12!\n" +
+	"\fprior_status\x18\x19 \x01(\tR\vpriorStatus\x1aV\n" +
+	"\fAnchorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05value:\x028\x01*{\n" +
 	"\vTaskOutcome\x12\x1c\n" +
 	"\x18TASK_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16TASK_OUTCOME_SUCCEEDED\x10\x01\x12\x17\n" +
 	"\x13TASK_OUTCOME_FAILED\x10\x02\x12\x19\n" +
-	"\x15TASK_OUTCOME_RETRYING\x10\x03*\xd8\x02\n" +
+	"\x15TASK_OUTCOME_RETRYING\x10\x03*\xa3\x04\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16EVENT_TYPE_JOB_CREATED\x10\x01\x12\x1e\n" +
@@ -996,7 +1156,14 @@ const file_erasure_v1_erasure_proto_rawDesc = "" +
 	"\x18EVENT_TYPE_TASK_RETRYING\x10\b\x12!\n" +
 	"\x1dEVENT_TYPE_TASK_DEAD_LETTERED\x10\t\x12 \n" +
 	"\x1cEVENT_TYPE_TASK_REDISPATCHED\x10\n" +
-	"B;Z9github.com/lethe-privacy/lethe/proto/erasure/v1;erasurev1b\x06proto3"
+	"\x12\x1c\n" +
+	"\x18EVENT_TYPE_JOB_CANCELLED\x10\v\x12\x19\n" +
+	"\x15EVENT_TYPE_JOB_FORCED\x10\f\x12\x17\n" +
+	"\x13EVENT_TYPE_JOB_HELD\x10\r\x12\x1b\n" +
+	"\x17EVENT_TYPE_JOB_RELEASED\x10\x0e\x12 \n" +
+	"\x1cEVENT_TYPE_DEADLINE_EXTENDED\x10\x0f\x12\x19\n" +
+	"\x15EVENT_TYPE_JOB_ERASED\x10\x10\x12\x1d\n" +
+	"\x19EVENT_TYPE_TASK_SCHEDULED\x10\x11B;Z9github.com/lethe-privacy/lethe/proto/erasure/v1;erasurev1b\x06proto3"
 
 var (
 	file_erasure_v1_erasure_proto_rawDescOnce sync.Once
@@ -1011,7 +1178,7 @@ func file_erasure_v1_erasure_proto_rawDescGZIP() []byte {
 }
 
 var file_erasure_v1_erasure_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_erasure_v1_erasure_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_erasure_v1_erasure_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_erasure_v1_erasure_proto_goTypes = []any{
 	(TaskOutcome)(0),              // 0: lethe.erasure.v1.TaskOutcome
 	(EventType)(0),                // 1: lethe.erasure.v1.EventType
@@ -1022,30 +1189,37 @@ var file_erasure_v1_erasure_proto_goTypes = []any{
 	(*AccountFootprint)(nil),      // 6: lethe.erasure.v1.AccountFootprint
 	(*TaskRef)(nil),               // 7: lethe.erasure.v1.TaskRef
 	(*LifecycleEvent)(nil),        // 8: lethe.erasure.v1.LifecycleEvent
-	nil,                           // 9: lethe.erasure.v1.AccountFootprint.DetailEntry
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
+	nil,                           // 9: lethe.erasure.v1.TaskReport.AnchorsEntry
+	nil,                           // 10: lethe.erasure.v1.AccountFootprint.DetailEntry
+	nil,                           // 11: lethe.erasure.v1.LifecycleEvent.AnchorsEntry
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_erasure_v1_erasure_proto_depIdxs = []int32{
-	10, // 0: lethe.erasure.v1.ErasureTask.requested_at:type_name -> google.protobuf.Timestamp
-	10, // 1: lethe.erasure.v1.ErasureTask.deadline:type_name -> google.protobuf.Timestamp
-	10, // 2: lethe.erasure.v1.ErasureTask.dispatched_at:type_name -> google.protobuf.Timestamp
+	12, // 0: lethe.erasure.v1.ErasureTask.requested_at:type_name -> google.protobuf.Timestamp
+	12, // 1: lethe.erasure.v1.ErasureTask.deadline:type_name -> google.protobuf.Timestamp
+	12, // 2: lethe.erasure.v1.ErasureTask.dispatched_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: lethe.erasure.v1.TaskReport.outcome:type_name -> lethe.erasure.v1.TaskOutcome
-	10, // 4: lethe.erasure.v1.TaskReport.started_at:type_name -> google.protobuf.Timestamp
-	10, // 5: lethe.erasure.v1.TaskReport.finished_at:type_name -> google.protobuf.Timestamp
-	6,  // 6: lethe.erasure.v1.FootprintReply.accounts:type_name -> lethe.erasure.v1.AccountFootprint
-	9,  // 7: lethe.erasure.v1.AccountFootprint.detail:type_name -> lethe.erasure.v1.AccountFootprint.DetailEntry
-	11, // 8: lethe.erasure.v1.TaskRef.after:type_name -> google.protobuf.Duration
-	1,  // 9: lethe.erasure.v1.LifecycleEvent.type:type_name -> lethe.erasure.v1.EventType
-	10, // 10: lethe.erasure.v1.LifecycleEvent.at:type_name -> google.protobuf.Timestamp
-	7,  // 11: lethe.erasure.v1.LifecycleEvent.tasks:type_name -> lethe.erasure.v1.TaskRef
-	10, // 12: lethe.erasure.v1.LifecycleEvent.deadline:type_name -> google.protobuf.Timestamp
-	10, // 13: lethe.erasure.v1.LifecycleEvent.due_at:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 4: lethe.erasure.v1.TaskReport.started_at:type_name -> google.protobuf.Timestamp
+	12, // 5: lethe.erasure.v1.TaskReport.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: lethe.erasure.v1.TaskReport.anchors:type_name -> lethe.erasure.v1.TaskReport.AnchorsEntry
+	6,  // 7: lethe.erasure.v1.FootprintReply.accounts:type_name -> lethe.erasure.v1.AccountFootprint
+	10, // 8: lethe.erasure.v1.AccountFootprint.detail:type_name -> lethe.erasure.v1.AccountFootprint.DetailEntry
+	13, // 9: lethe.erasure.v1.TaskRef.after:type_name -> google.protobuf.Duration
+	1,  // 10: lethe.erasure.v1.LifecycleEvent.type:type_name -> lethe.erasure.v1.EventType
+	12, // 11: lethe.erasure.v1.LifecycleEvent.at:type_name -> google.protobuf.Timestamp
+	7,  // 12: lethe.erasure.v1.LifecycleEvent.tasks:type_name -> lethe.erasure.v1.TaskRef
+	12, // 13: lethe.erasure.v1.LifecycleEvent.deadline:type_name -> google.protobuf.Timestamp
+	12, // 14: lethe.erasure.v1.LifecycleEvent.due_at:type_name -> google.protobuf.Timestamp
+	12, // 15: lethe.erasure.v1.LifecycleEvent.grace_until:type_name -> google.protobuf.Timestamp
+	11, // 16: lethe.erasure.v1.LifecycleEvent.anchors:type_name -> lethe.erasure.v1.LifecycleEvent.AnchorsEntry
+	12, // 17: lethe.erasure.v1.TaskReport.AnchorsEntry.value:type_name -> google.protobuf.Timestamp
+	12, // 18: lethe.erasure.v1.LifecycleEvent.AnchorsEntry.value:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_erasure_v1_erasure_proto_init() }
@@ -1059,7 +1233,7 @@ func file_erasure_v1_erasure_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_erasure_v1_erasure_proto_rawDesc), len(file_erasure_v1_erasure_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
