@@ -25,6 +25,7 @@ import (
 	"github.com/lethe-privacy/lethe/services/contacts/contactstore"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/app"
+	"github.com/lethe-privacy/lethe/services/coordinator/policy"
 )
 
 // pipeline is a running coordinator over real NATS, Redis and PostgreSQL.
@@ -68,6 +69,9 @@ func startPipelineWith(t *testing.T, adjust func(*app.Config)) *pipeline {
 	cfg.Topology.Categories = cfg.Categories
 	if adjust != nil {
 		adjust(&cfg)
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = immediatePolicy(cfg.Categories)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
@@ -515,3 +519,52 @@ func TestAPI(t *testing.T) {
 func zapNop() *zap.Logger { return zap.NewNop() }
 
 func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// immediatePolicy is the shipped policy cut down to the categories under
+// test, with no grace period and only the stages due at once, so that a
+// job completes as soon as its workers are done. The retention stages and
+// the grace period are tested with a fake clock (lifecycle_test.go).
+func immediatePolicy(categories []string) *policy.Policy {
+	p := policy.Default().Restrict(categories)
+	for o := range p.Grace {
+		p.Grace[o] = 0
+	}
+	for i := range p.Categories {
+		c := &p.Categories[i]
+		var keep []policy.Stage
+		for _, s := range c.Stages {
+			if !s.When.Delayed() {
+				keep = append(keep, s)
+			}
+		}
+		c.Stages = keep
+	}
+	return p
+}
+
+// taskMessages counts the task messages in the tasks stream — the
+// scheduler's fence messages share the stream but are not tasks — and
+// returns the sequence of the last one.
+func taskMessages(t *testing.T, tasks jetstream.Stream) (uint64, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	info, err := tasks.Info(ctx, jetstream.WithSubjectFilter(erasurev1.TaskSubjectPrefix+">"))
+	if err != nil {
+		t.Fatalf("tasks stream info: %v", err)
+	}
+	var n uint64
+	for subj, c := range info.State.Subjects {
+		if subj != erasurev1.SchedulerFenceSubject {
+			n += c
+		}
+	}
+	var last uint64
+	for seq := info.State.LastSeq; n > 0 && seq >= info.State.FirstSeq && seq > 0; seq-- {
+		m, err := tasks.GetMsg(ctx, seq)
+		if err == nil && m.Subject != erasurev1.SchedulerFenceSubject {
+			last = seq
+			break
+		}
+	}
+	return n, last
+}

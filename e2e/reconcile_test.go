@@ -29,9 +29,8 @@ func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
 	tasks, _ := p.js.Stream(ctx, erasurev1.TasksStream)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		info, _ := tasks.Info(ctx)
-		if info.State.Msgs == 1 {
-			if err := tasks.DeleteMsg(ctx, info.State.LastSeq); err != nil {
+		if n, last := taskMessages(t, tasks); n == 1 {
+			if err := tasks.DeleteMsg(ctx, last); err != nil {
 				t.Fatal(err)
 			}
 			break
@@ -54,8 +53,8 @@ func TestLostTaskIsRedispatchedByReconciliation(t *testing.T) {
 	if err := json.Unmarshal(body, &done); err != nil || code != http.StatusOK || done.Actions["redispatched"] != 1 {
 		t.Fatalf("reconciliation = %d %s", code, body)
 	}
-	if info, _ := tasks.Info(ctx); info.State.Msgs != 1 {
-		t.Fatalf("%d task messages after reconciliation, want the redispatched one", info.State.Msgs)
+	if n, _ := taskMessages(t, tasks); n != 1 {
+		t.Fatalf("%d task messages after reconciliation, want the redispatched one", n)
 	}
 	// A second run does not publish it again: its message is present now.
 	_, body = p.call(t, "POST", "/v1/reconciliation", nil)

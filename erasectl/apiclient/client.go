@@ -120,6 +120,21 @@ func (c *Client) ReplayErasure(ctx context.Context, id string, req apiv1.ReplayR
 	return out, nil
 }
 
+// Act applies a privacy action (cancel, force, hold, release, extend) to
+// job id (POST /v1/erasures/{id}/{action}). A 409 — the job's status does
+// not allow it — comes back as an *APIError with code "conflict".
+func (c *Client) Act(ctx context.Context, id, action string, req apiv1.ActionRequest) (apiv1.Job, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return apiv1.Job{}, fmt.Errorf("encode %s request: %w", action, err)
+	}
+	var job apiv1.Job
+	if err := c.do(ctx, http.MethodPost, "/v1/erasures/"+url.PathEscape(id)+"/"+url.PathEscape(action), nil, body, &job); err != nil {
+		return apiv1.Job{}, fmt.Errorf("%s job %s: %w", action, id, err)
+	}
+	return job, nil
+}
+
 // GetErasure returns the job with the given id and its tasks
 // (GET /v1/erasures/{id}). An unknown id is an *APIError with Status 404;
 // IsNotFound tells.

@@ -98,8 +98,11 @@ func writeRebuildSummary(p *program, s apiv1.RebuildSummary) error {
 		rate = strconv.FormatFloat(float64(s.Events)/s.DurationSeconds, 'f', 0, 64) + " events/s"
 	}
 	var statuses []string
-	for _, st := range []string{apiv1.JobRunning, apiv1.JobCompleted, apiv1.JobFailed} {
-		statuses = append(statuses, fmt.Sprintf("%s %d", st, s.ByStatus[st]))
+	for _, st := range []string{apiv1.JobPending, apiv1.JobRunning, apiv1.JobHeld, apiv1.JobErased, apiv1.JobCompleted, apiv1.JobFailed, apiv1.JobCancelled} {
+		// The usual three always, the others when there are any.
+		if n := s.ByStatus[st]; n > 0 || st == apiv1.JobRunning || st == apiv1.JobCompleted || st == apiv1.JobFailed {
+			statuses = append(statuses, fmt.Sprintf("%s %d", st, n))
+		}
 	}
 	var skipped []string
 	for typ, n := range s.Skipped {

@@ -82,16 +82,22 @@ func (p *program) apiError(err error, jobID string) error {
 // its tasks in all.
 func taskCounts(job apiv1.Job) (done, total int) {
 	for _, t := range job.Tasks {
-		if t.Status == apiv1.TaskSucceeded || t.Status == apiv1.TaskFailed {
+		if t.Status == apiv1.TaskSucceeded || t.Status == apiv1.TaskFailed || t.Status == apiv1.TaskCancelled {
 			done++
 		}
 	}
 	return done, len(job.Tasks)
 }
 
-// jobEnded reports whether a job has reached a final status.
+// jobEnded reports whether a job has reached a status worth waiting for:
+// final (completed, failed, cancelled), or erased (only retention stages,
+// due months or years later, are left).
 func jobEnded(job apiv1.Job) bool {
-	return job.Status == apiv1.JobCompleted || job.Status == apiv1.JobFailed
+	switch job.Status {
+	case apiv1.JobCompleted, apiv1.JobFailed, apiv1.JobCancelled, apiv1.JobErased:
+		return true
+	}
+	return false
 }
 
 // writeJob prints a job's header and, with tasks, its task table.
@@ -118,6 +124,21 @@ func writeJob(w io.Writer, job apiv1.Job, tasks bool) error {
 		[2]string{"updated at", formatTime(job.UpdatedAt)},
 		[2]string{"deadline", formatTime(job.Deadline)},
 	)
+	if job.OriginalDeadline != nil {
+		fields = append(fields, [2]string{"original deadline", formatTimePtr(job.OriginalDeadline)})
+	}
+	if job.GraceUntil.After(job.CreatedAt) {
+		fields = append(fields, [2]string{"grace until", formatTime(job.GraceUntil)})
+	}
+	if job.HeldFrom != "" {
+		fields = append(fields, [2]string{"held from", job.HeldFrom})
+	}
+	if job.PolicyVersion != "" {
+		fields = append(fields, [2]string{"policy", job.PolicyVersion + " (" + job.PolicyFingerprint + ")"})
+	}
+	if job.ErasedAt != nil {
+		fields = append(fields, [2]string{"erased at", formatTimePtr(job.ErasedAt)})
+	}
 	if job.FinishedAt != nil {
 		fields = append(fields, [2]string{"finished at", formatTimePtr(job.FinishedAt)})
 	}
@@ -135,18 +156,40 @@ func writeJob(w io.Writer, job apiv1.Job, tasks bool) error {
 		_, err := io.WriteString(w, "no tasks\n")
 		return err
 	}
-	t := newTable("CATEGORY", "STAGE", "ACTION", "STATUS", "ATTEMPTS", "ITEMS PURGED", "ERROR")
+	t := newTable("CATEGORY", "STAGE", "ACTION", "STATUS", "DUE", "ATTEMPTS", "ITEMS PURGED", "ERROR")
 	for _, task := range job.Tasks {
 		errText := task.Error
 		if task.ErrorCode != "" {
 			errText = task.ErrorCode + ": " + task.Error
 		}
-		t.add(task.Category, task.Stage, task.Action, task.Status,
+		due := "-"
+		if !task.DueAt.IsZero() && (task.Status == apiv1.TaskScheduled || task.Status == apiv1.TaskWaiting) {
+			due = formatTime(task.DueAt)
+			if task.Retention {
+				due += " (retained until then)"
+			}
+		}
+		t.add(task.Category, task.Stage, task.Action, task.Status, due,
 			strconv.FormatUint(uint64(task.Attempts), 10),
 			strconv.FormatInt(task.ItemsPurged, 10),
 			errText)
 	}
-	return t.write(w)
+	if err := t.write(w); err != nil {
+		return err
+	}
+	if len(job.Actions) == 0 {
+		return nil
+	}
+	io.WriteString(w, "\n")
+	a := newTable("ACTION", "BY", "AT", "FROM", "TO", "TICKET", "REASON")
+	for _, act := range job.Actions {
+		kind := act.Kind
+		if act.Months > 0 {
+			kind += fmt.Sprintf(" +%dmo", act.Months)
+		}
+		a.add(kind, act.Actor, formatTime(act.At), act.From, act.To, orDash(act.Ticket), act.Reason)
+	}
+	return a.write(w)
 }
 
 // writeJobList prints jobs as a table, one row each.

@@ -58,9 +58,9 @@ deadline:      2026-12-02T09:30:00Z
 finished at:   2026-11-02T09:31:30Z
 error:         logs/erase: segment store unavailable
 
-CATEGORY  STAGE  ACTION  STATUS     ATTEMPTS  ITEMS PURGED  ERROR
-contacts  erase  delete  succeeded  1         5000          -
-logs      erase  delete  failed     5         0             max_deliveries: segment store unavailable
+CATEGORY  STAGE  ACTION  STATUS     DUE  ATTEMPTS  ITEMS PURGED  ERROR
+contacts  erase  delete  succeeded  -    1         5000          -
+logs      erase  delete  failed     -    5         0             max_deliveries: segment store unavailable
 `,
 		},
 		{

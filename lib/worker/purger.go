@@ -25,6 +25,11 @@ type Task struct {
 type Result struct {
 	// ItemsPurged counts the rows, records or files removed or changed.
 	ItemsPurged int64
+	// Anchors are dates later stages' calendar rules are reckoned from,
+	// by anchor name (the billing worker reports "invoice_issued": the
+	// latest issue date among the invoices it kept). Reported with a
+	// success only.
+	Anchors map[string]time.Time
 }
 
 // Footprint counts what a store still holds of one account.

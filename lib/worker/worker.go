@@ -295,6 +295,12 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 		out = outcomeShutdown
 	case IsPermanent(purgeErr) || slices.Contains(r.cfg.Retry.NeverRetry, class):
 		out = outcomeFailed
+		for name, at := range res.Anchors {
+			if report.Anchors == nil {
+				report.Anchors = map[string]*timestamppb.Timestamp{}
+			}
+			report.Anchors[name] = timestamppb.New(at)
+		}
 		report.Outcome = erasurev1.TaskOutcome_TASK_OUTCOME_FAILED
 		report.ErrorCode = class
 		report.ErrorMessage = purgeErr.Error()

@@ -11,6 +11,12 @@ import (
 const (
 	// TaskSubjectPrefix is followed by the category: erasure.v1.tasks.contacts.
 	TaskSubjectPrefix = "erasure.v1.tasks."
+	// SchedulerFenceSubject, in the tasks stream, holds one message per
+	// scheduler leadership: every task the leader publishes expects it to
+	// be the subject's last, so that a deposed leader's publishes are
+	// refused by the stream (see docs/decisions.md, "scheduler lease").
+	// No category is named "_fence" (categories are lower-case letters).
+	SchedulerFenceSubject = TaskSubjectPrefix + "_fence"
 	// ReportSubjectPrefix is followed by the category.
 	ReportSubjectPrefix = "erasure.v1.reports."
 	// LifecycleSubjectPrefix is followed by the job id.
@@ -65,6 +71,15 @@ const (
 	HeaderRejectReason = "Lethe-Reject-Reason"
 	// HeaderRejectSource names the stream and sequence of a rejected event.
 	HeaderRejectSource = "Lethe-Reject-Source"
+
+	// Headers of a lifecycle event's place in the audit chain (see
+	// services/coordinator/audit): its position (the stream sequence it was
+	// written at), the id of the key that signed it, its chain link and its
+	// MAC, both lower-case hex HMAC-SHA256.
+	HeaderAuditSeq  = "Lethe-Audit-Seq"
+	HeaderAuditKey  = "Lethe-Audit-Key"
+	HeaderAuditLink = "Lethe-Audit-Link"
+	HeaderAuditMac  = "Lethe-Audit-Mac"
 )
 
 // Categories known to this version of the contract, in the order the

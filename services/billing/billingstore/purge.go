@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -148,6 +149,17 @@ func (s *Store) pseudonymise(ctx context.Context, task worker.Task) (worker.Resu
 	if err != nil {
 		return res, fmt.Errorf("pseudonymise billing data of account %s: %w", task.AccountID, err)
 	}
+	// The latest issue date among the invoices kept dates the stage that
+	// deletes them (the retention policy's calendar rule): reported with
+	// the result, read after the commit so that a repeated task reports
+	// it too.
+	var latest *time.Time
+	if err := s.pool.QueryRow(ctx, latestRetainedSQL, task.AccountID).Scan(&latest); err != nil {
+		return res, fmt.Errorf("read the latest retained invoice date of account %s: %w", task.AccountID, err)
+	}
+	if latest != nil {
+		res.Anchors = map[string]time.Time{AnchorInvoiceIssued: latest.UTC()}
+	}
 	if ref == nil || s.noProvider {
 		return res, nil
 	}
@@ -155,6 +167,12 @@ func (s *Store) pseudonymise(ctx context.Context, task worker.Task) (worker.Resu
 	res.ItemsPurged += n
 	return res, err
 }
+
+// AnchorInvoiceIssued names the date Purge reports for the retention
+// policy's calendar rule (policy.AnchorInvoiceIssued).
+const AnchorInvoiceIssued = "invoice_issued"
+
+const latestRetainedSQL = `select max(issued_on)::timestamptz from invoices where account_id = $1`
 
 // pseudonymiseRows is the local part of ActionPseudonymise, one
 // transaction: it deletes the account's invoices whose retention has ended,

@@ -273,6 +273,17 @@ func testPseudonymise(t *testing.T, env purgeEnv) {
 	if len(after) != len(kept) || len(kept) == 0 {
 		t.Fatalf("%d invoices left, want the %d still in retention", len(after), len(kept))
 	}
+	// The result dates the stage that deletes the kept invoices: the
+	// latest issue date among them.
+	var latest time.Time
+	for _, r := range kept {
+		if r.IssuedOn.After(latest) {
+			latest = r.IssuedOn
+		}
+	}
+	if got, ok := res.Anchors[AnchorInvoiceIssued]; !ok || !got.Equal(latest.UTC()) {
+		t.Errorf("anchor %s = %v (present %v), want the latest kept invoice's issue date %s", AnchorInvoiceIssued, got, ok, latest)
+	}
 	pseudonym := pseudonymOf(t, s, victim)
 	if !pseudonymPattern.MatchString(pseudonym) {
 		t.Errorf("pseudonym %q is not psn_ and 26 base32 characters", pseudonym)

@@ -46,6 +46,19 @@ type Job struct {
 	// returned the account's existing active job. Only set on POST.
 	Created *bool  `json:"created,omitempty"`
 	Tasks   []Task `json:"tasks"`
+
+	// The retention policy the job runs under.
+	PolicyVersion     string `json:"policy_version,omitempty"`
+	PolicyFingerprint string `json:"policy_fingerprint,omitempty"`
+	// GraceUntil ends the grace period (equal to created_at without one).
+	GraceUntil time.Time `json:"grace_until"`
+	// HeldFrom is the status a held job returns to on release.
+	HeldFrom string `json:"held_from,omitempty"`
+	// OriginalDeadline is set once the deadline was extended.
+	OriginalDeadline *time.Time `json:"original_deadline,omitempty"`
+	// ErasedAt is when only legally retained data was left.
+	ErasedAt *time.Time `json:"erased_at,omitempty"`
+	Actions  []Action   `json:"actions,omitempty"`
 }
 
 // Task is one (category, stage) of a job.
@@ -65,6 +78,13 @@ type Task struct {
 	DependsOn    []string   `json:"depends_on,omitempty"`
 	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+	// DueAt is when the task runs (for a retention stage: the deletion
+	// date of what it keeps until then).
+	DueAt time.Time `json:"due_at"`
+	// Retention marks a stage that keeps data on a legal basis until it
+	// runs; LegalBasis says which.
+	Retention  bool   `json:"retention,omitempty"`
+	LegalBasis string `json:"legal_basis,omitempty"`
 }
 
 // Attempt is one entry of a task's history.
@@ -94,6 +114,9 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Status is the job's current status, on a 409 for an action its
+	// status does not allow.
+	Status string `json:"status,omitempty"`
 }
 
 // Error codes.
@@ -106,18 +129,54 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed"
 )
 
-// Job and task statuses.
+// Job and task statuses (docs/lifecycle.md).
 const (
+	JobPending   = "pending"
 	JobRunning   = "running"
+	JobHeld      = "held"
+	JobErased    = "erased"
 	JobCompleted = "completed"
 	JobFailed    = "failed"
+	JobCancelled = "cancelled"
 
 	TaskWaiting    = "waiting"
 	TaskScheduled  = "scheduled"
 	TaskDispatched = "dispatched"
 	TaskSucceeded  = "succeeded"
 	TaskFailed     = "failed"
+	TaskCancelled  = "cancelled"
 )
+
+// Actions on a job: POST /v1/erasures/{id}/{action}.
+const (
+	ActionCancel  = "cancel"
+	ActionForce   = "force"
+	ActionHold    = "hold"
+	ActionRelease = "release"
+	ActionExtend  = "extend"
+)
+
+// ActionRequest is the body of POST /v1/erasures/{id}/{action}. Reason is
+// always required; ticket is required for force; months (1 or 2) only for
+// extend.
+type ActionRequest struct {
+	RequestedBy string `json:"requested_by"`
+	Reason      string `json:"reason"`
+	Ticket      string `json:"ticket,omitempty"`
+	Months      int    `json:"months,omitempty"`
+}
+
+// Action is one entry of a job's action log.
+type Action struct {
+	Kind   string    `json:"kind"`
+	Actor  string    `json:"actor"`
+	Reason string    `json:"reason"`
+	Ticket string    `json:"ticket,omitempty"`
+	At     time.Time `json:"at"`
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Months int       `json:"months,omitempty"`
+}
 
 // DeadLetter is a task that failed for good, kept for replay. It names the
 // task by ids only.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
+	"github.com/lethe-privacy/lethe/services/coordinator/policy"
 )
 
 // Config is the coordinator's whole configuration. LoadConfig fills it
@@ -52,6 +54,59 @@ type Config struct {
 	// no certificates); CertificateKeyCreate creates it when missing.
 	CertificateKey       string
 	CertificateKeyCreate bool
+	// Policy, when set, is used as the retention policy (tests and
+	// embedders); PolicyPath is not read then.
+	Policy *policy.Policy
+	// PolicyPath is the retention policy file; empty: the shipped default
+	// (services/coordinator/policy/default.yaml).
+	PolicyPath string
+	// SchedulerLeaseTTL is how long a scheduler replica that stops renewing
+	// keeps the lease: the longest scheduling pauses when it dies.
+	SchedulerLeaseTTL time.Duration
+}
+
+// LoadPolicy returns the retention policy: Policy if set, else the file
+// at PolicyPath, else the shipped default. It checks that the policy and
+// the categories this coordinator serves agree: a category without stages
+// would never be erased, one without a worker never finish. Only the
+// shipped default is cut down to fewer categories (a development set-up
+// with fewer workers); an explicit policy must match exactly.
+func (c Config) LoadPolicy() (*policy.Policy, error) {
+	p := c.Policy
+	switch {
+	case p != nil:
+	case c.PolicyPath != "":
+		var err error
+		if p, err = policy.Load(c.PolicyPath); err != nil {
+			return nil, fmt.Errorf("%w (fix the file, or unset LETHE_POLICY to use the shipped default)", err)
+		}
+	default:
+		p = policy.Default().Restrict(c.Categories)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, fmt.Errorf("retention policy %s: %w", c.policyName(), err)
+	}
+	for _, cat := range p.Categories {
+		if !slices.Contains(c.Categories, cat.Name) {
+			return nil, fmt.Errorf("retention policy %s names category %q, which LETHE_CATEGORIES (%s) does not list: add it there (and run its worker) or remove it from the policy", c.policyName(), cat.Name, strings.Join(c.Categories, ","))
+		}
+	}
+	for _, cat := range c.Categories {
+		if !slices.ContainsFunc(p.Categories, func(pc policy.Category) bool { return pc.Name == cat }) {
+			return nil, fmt.Errorf("retention policy %s has no stages for category %q, which LETHE_CATEGORIES lists: its data would never be erased; add the category to the policy or remove it from LETHE_CATEGORIES", c.policyName(), cat)
+		}
+	}
+	return p, nil
+}
+
+func (c Config) policyName() string {
+	switch {
+	case c.Policy != nil:
+		return "version " + c.Policy.Version
+	case c.PolicyPath == "":
+		return "(shipped default)"
+	}
+	return c.PolicyPath
 }
 
 // Actions run by each category's erase stage until the retention policy
@@ -118,6 +173,8 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.UnknownJobRetryDelay, "unknown-job-retry-delay", time.Minute, "how long a report for a job Redis does not hold waits before it is tried again")
 	fs.StringVar(&c.CertificateKey, "certificate-key", env("LETHE_CERTIFICATE_KEY", ".lethe/keys/certificate.pem"), "PEM file of the Ed25519 key that signs erasure certificates; empty: no certificates (env LETHE_CERTIFICATE_KEY)")
 	fs.BoolVar(&c.CertificateKeyCreate, "certificate-key-create", env("LETHE_CERTIFICATE_KEY_CREATE", "true") == "true", "create the certificate key when its file is missing (development); set false in production so that a missing key stops start-up (env LETHE_CERTIFICATE_KEY_CREATE)")
+	fs.StringVar(&c.PolicyPath, "policy", env("LETHE_POLICY", ""), "retention policy file (YAML, see services/coordinator/policy/README.md); empty: the shipped default (env LETHE_POLICY)")
+	fs.DurationVar(&c.SchedulerLeaseTTL, "scheduler-lease-ttl", 10*time.Second, "how long the scheduling replica's lease lasts without renewal: the longest scheduling pauses when that replica dies")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -164,6 +221,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Categories) == 0 {
 		errs = append(errs, errors.New("LETHE_CATEGORIES names no category"))
+	}
+	if c.SchedulerLeaseTTL < 300*time.Millisecond {
+		errs = append(errs, fmt.Errorf("-scheduler-lease-ttl %s is too short: use 300ms or more (default 10s)", c.SchedulerLeaseTTL))
 	}
 	if err := c.Topology.Validate(); err != nil {
 		errs = append(errs, err)

@@ -11,13 +11,16 @@ import (
 // MaxDeadlineScan bounds how many running jobs a deadline query reads.
 const MaxDeadlineScan = 100000
 
-// Deadlines returns running jobs whose deadline is within `within` from
+// Deadlines returns jobs that still owe an erasure (pending, running or
+// held) whose deadline is within `within` from
 // now (overdue ones included), or with overdueOnly those already past it,
 // earliest deadline first, at most limit.
 func (s *Service) Deadlines(ctx context.Context, within time.Duration, overdueOnly bool, limit int) ([]*jobs.Job, error) {
 	now := s.now()
 	var out []*jobs.Job
-	err := s.store.ScanRunning(ctx, func(j *jobs.Job) bool {
+	// Held jobs count: a legal hold is a reason to wait, and the privacy
+	// team must see the deadline it puts at risk (or extend it).
+	err := s.store.ScanStatuses(ctx, []jobs.Status{jobs.StatusPending, jobs.StatusRunning, jobs.StatusHeld}, func(j *jobs.Job) bool {
 		switch {
 		case j.Deadline.IsZero():
 		case overdueOnly && now.After(j.Deadline):

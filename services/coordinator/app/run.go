@@ -1,11 +1,14 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/lethe-privacy/lethe/services/coordinator/httpapi"
 	"github.com/lethe-privacy/lethe/services/coordinator/ingress"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
+	"github.com/lethe-privacy/lethe/services/coordinator/lease"
 	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
 	"github.com/lethe-privacy/lethe/services/coordinator/monitor"
 	"github.com/lethe-privacy/lethe/services/coordinator/reconcile"
@@ -55,8 +59,15 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 
 	store := jobstore.New(rdb, cfg.RedisPrefix)
 	rec := lifecycle.NewRecorder(js)
-	disp := dispatch.New(store, js, rec, log.Named("dispatch"), reg, dispatch.Options{})
-	svc := NewService(store, rec, cfg.Plan(), reg, WithWake(disp.Wake))
+	pol, err := cfg.LoadPolicy()
+	if err != nil {
+		return err
+	}
+	log.Info("retention policy loaded", zap.String("version", pol.Version), zap.String("fingerprint", pol.Fingerprint()), zap.String("path", cfg.PolicyPath))
+	disp := dispatch.New(store, js, rec, log.Named("dispatch"), reg, dispatch.Options{
+		Lease: lease.New(rdb, cfg.RedisPrefix, "scheduler", holderID(), cmp.Or(cfg.SchedulerLeaseTTL, 10*time.Second)),
+	})
+	svc := NewService(store, rec, cfg.Plan(), reg, WithWake(disp.Wake), WithPolicy(pol))
 
 	repCons, err := js.Consumer(setupCtx, erasurev1.ReportsStream, erasurev1.ReportsConsumer)
 	if err != nil {
@@ -100,6 +111,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		Deadlines:    svc,
 		Rebuild:      rebuilder.Rebuild,
 		Certificates: certs,
+		Actions:      svc,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -165,4 +177,13 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	}
 	log.Info("coordinator stopped")
 	return runErr
+}
+
+// holderID names this replica in the scheduler lease: host, pid and a
+// random part, so that a restarted process is a new holder.
+func holderID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
 	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
+	"github.com/lethe-privacy/lethe/services/coordinator/policy"
 )
 
 // Recorder appends lifecycle events.
@@ -29,6 +30,7 @@ type Service struct {
 	store   *jobstore.Store
 	rec     Recorder
 	plan    []jobs.TaskSpec
+	policy  *policy.Policy
 	now     func() time.Time
 	wake    func()
 	metrics *serviceMetrics
@@ -39,6 +41,10 @@ type ServiceOption func(*Service)
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) ServiceOption { return func(s *Service) { s.now = now } }
+
+// WithPolicy plans every job from the retention policy p (its stages,
+// grace periods and version) instead of the fixed plan.
+func WithPolicy(p *policy.Policy) ServiceOption { return func(s *Service) { s.policy = p } }
 
 // WithWake sets the function called after a job was created, to wake the
 // dispatcher.
@@ -64,7 +70,12 @@ func (s *Service) RequestErasure(ctx context.Context, req jobs.Request) (*jobs.J
 	if err != nil {
 		return nil, false, fmt.Errorf("generate job id: %w", err)
 	}
-	j, err := jobs.New(id.String(), req, s.plan, s.now())
+	now := s.now()
+	plan, err := s.planFor(req.Origin, now)
+	if err != nil {
+		return nil, false, err
+	}
+	j, err := jobs.NewPlanned(id.String(), req, plan, now)
 	if err != nil {
 		return nil, false, err
 	}
@@ -99,6 +110,14 @@ func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (j
 		Error:      rep.GetErrorMessage(),
 		Attempt:    rep.GetAttempt(),
 		At:         s.now(),
+	}
+	for k, v := range rep.GetAnchors() {
+		if err := v.CheckValid(); err == nil {
+			if r.Anchors == nil {
+				r.Anchors = map[string]time.Time{}
+			}
+			r.Anchors[k] = v.AsTime()
+		}
 	}
 	switch rep.GetOutcome() {
 	case erasurev1.TaskOutcome_TASK_OUTCOME_UNSPECIFIED:
@@ -135,6 +154,21 @@ func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (j
 		if err := s.rec.Record(ctx, lifecycle.TaskFinished(j, t, rep.GetWorkerId())); err != nil {
 			return eff, err
 		}
+	}
+	for _, k := range eff.Released {
+		if t, err := j.Task(k); err == nil && t.Calendar != nil {
+			if err := s.rec.Record(ctx, lifecycle.Scheduled(j, t, r.At)); err != nil {
+				return eff, err
+			}
+		}
+	}
+	if eff.Erased {
+		if err := s.rec.Record(ctx, lifecycle.Erased(j)); err != nil {
+			return eff, err
+		}
+	}
+	if len(eff.Released) > 0 {
+		s.wake()
 	}
 	if j.Status.Terminal() {
 		if err := s.rec.Record(ctx, lifecycle.Finished(j)); err != nil {
@@ -217,6 +251,80 @@ func (s *Service) recordRetry(ctx context.Context, rep *erasurev1.TaskReport, r 
 	return jobs.Effect{Result: jobs.ReportDuplicate}, nil
 }
 
+// planFor is the plan of a job requested by origin at now: from the
+// retention policy when there is one, else the fixed plan.
+func (s *Service) planFor(origin jobs.Origin, now time.Time) (jobs.Plan, error) {
+	if s.policy == nil {
+		return jobs.Plan{Tasks: s.plan}, nil
+	}
+	return PlanFromPolicy(s.policy, origin, now)
+}
+
+// PlanFromPolicy turns the policy's stages for origin into a job plan.
+func PlanFromPolicy(p *policy.Policy, origin jobs.Origin, now time.Time) (jobs.Plan, error) {
+	stages, err := p.Plan(string(origin), now)
+	if err != nil {
+		return jobs.Plan{}, fmt.Errorf("%w: %w", jobs.ErrInvalid, err)
+	}
+	grace, _ := p.GraceFor(string(origin))
+	out := jobs.Plan{Grace: grace, PolicyVersion: p.Version, PolicyFingerprint: p.Fingerprint()}
+	now = now.UTC()
+	for _, st := range stages {
+		spec := jobs.TaskSpec{Category: st.Category, Stage: st.Stage, Action: st.Action, LegalBasis: st.LegalBasis}
+		if st.Calendar != nil {
+			spec.Calendar = &jobs.Calendar{Anchor: st.Calendar.EndOfYearOf, PlusYears: st.Calendar.PlusYears, Zone: st.Calendar.Zone}
+			spec.After = st.NotBefore.Sub(now)
+			spec.Retention = true
+		} else {
+			spec.After = st.Due.Sub(now)
+			spec.Retention = st.Due.After(st.NotBefore)
+		}
+		for _, d := range st.DependsOn {
+			spec.DependsOn = append(spec.DependsOn, jobs.TaskKey{Category: d.Category, Stage: d.Stage})
+		}
+		out.Tasks = append(out.Tasks, spec)
+	}
+	return out, nil
+}
+
+// Act applies a privacy action (cancel, force, hold, release, extend) to
+// job id, records it with its actor, reason and ticket in the audit trail,
+// and wakes the dispatcher when stages may now be due. Errors wrap
+// jobs.ErrNotFound, jobs.ErrInvalid, or jobs.ErrConflict as a
+// *jobs.StateError naming the job's current status.
+func (s *Service) Act(ctx context.Context, id string, req jobs.ActionRequest) (*jobs.Job, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	var a jobs.Action
+	j, err := s.store.Update(ctx, id, func(j *jobs.Job) error {
+		var err error
+		a, err = j.Act(req, s.now())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rec.Record(ctx, lifecycle.Acted(j, a, len(j.Actions))); err != nil {
+		return j, err
+	}
+	if req.Kind == jobs.ActionRelease && j.ErasedAt != nil && j.Status == jobs.StatusErased {
+		if err := s.rec.Record(ctx, lifecycle.Erased(j)); err != nil {
+			return j, err
+		}
+	}
+	if req.Kind == jobs.ActionRelease && j.Status.Terminal() {
+		if err := s.rec.Record(ctx, lifecycle.Finished(j)); err != nil {
+			return j, err
+		}
+	}
+	s.metrics.actions.WithLabelValues(string(req.Kind)).Inc()
+	if req.Kind == jobs.ActionForce || req.Kind == jobs.ActionRelease {
+		s.wake()
+	}
+	return j, nil
+}
+
 // Get returns a job; the error wraps jobs.ErrNotFound for an unknown id.
 func (s *Service) Get(ctx context.Context, id string) (*jobs.Job, error) {
 	return s.store.Get(ctx, id)
@@ -237,6 +345,7 @@ type serviceMetrics struct {
 	finished *prometheus.CounterVec
 	reports  *prometheus.CounterVec
 	replays  *prometheus.CounterVec
+	actions  *prometheus.CounterVec
 }
 
 func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
@@ -253,9 +362,12 @@ func newServiceMetrics(reg prometheus.Registerer) *serviceMetrics {
 		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lethe_tasks_replayed_total", Help: "Tasks scheduled again by a replay, by category.",
 		}, []string{"category"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lethe_job_actions_total", Help: "Privacy actions applied to jobs, by action (cancel, force, hold, release, extend).",
+		}, []string{"action"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.created, m.finished, m.reports, m.replays)
+		reg.MustRegister(m.created, m.finished, m.reports, m.replays, m.actions)
 	}
 	return m
 }

@@ -31,9 +31,10 @@ type Certificate struct {
 	Format   string `json:"format"`
 	Issuer   string `json:"issuer"`
 	IssuedAt string `json:"issued_at"`
-	// PolicyVersion is the retention policy the job ran under; empty until
-	// the policy file carries a version.
-	PolicyVersion string `json:"policy_version"`
+	// PolicyVersion and PolicyFingerprint name the retention policy the
+	// job ran under (empty for a job planned without one).
+	PolicyVersion     string `json:"policy_version"`
+	PolicyFingerprint string `json:"policy_fingerprint,omitempty"`
 
 	JobID string `json:"job_id"`
 	// AccountID is the internal account id, never a name or an address.
@@ -45,13 +46,32 @@ type Certificate struct {
 	CreatedAt   string `json:"created_at"`
 	FinishedAt  string `json:"finished_at"`
 	Deadline    string `json:"deadline"`
-	// FinishedBeforeDeadline says whether the job ended by its legal
-	// deadline (GDPR Art. 12(3)).
+	// OriginalDeadline is set when the deadline was extended (see Actions).
+	OriginalDeadline string `json:"original_deadline,omitempty"`
+	// ErasedAt is when only legally retained data was left: the moment
+	// the erasure the deadline asks for was done.
+	ErasedAt string `json:"erased_at,omitempty"`
+	// FinishedBeforeDeadline says whether the data was erased (or, for a
+	// job without retention, the job ended) by its legal deadline (GDPR
+	// Art. 12(3)).
 	FinishedBeforeDeadline bool  `json:"finished_before_deadline"`
 	ItemsPurged            int64 `json:"items_purged"`
 
 	Tasks    []Task      `json:"tasks"`
 	Retained []Retention `json:"retained"`
+	// Actions lists the privacy actions on the job: who cancelled, forced,
+	// held, released or extended it, when, and why.
+	Actions []Action `json:"actions,omitempty"`
+}
+
+// Action is one privacy action on the job.
+type Action struct {
+	Kind   string `json:"kind"`
+	Actor  string `json:"actor"`
+	At     string `json:"at"`
+	Reason string `json:"reason"`
+	Ticket string `json:"ticket,omitempty"`
+	Months int    `json:"months,omitempty"`
 }
 
 // Task is what was done for one (category, stage).
@@ -89,10 +109,14 @@ type Retention struct {
 	What       string `json:"what"`
 	LegalBasis string `json:"legal_basis"`
 	Until      string `json:"until"`
-	// RetainedUntil is the date the retained data is deleted, when the
-	// job knows it (RFC 3339). Empty until the category's footprint
-	// reports it; never guessed.
+	// RetainedUntil is when the retention stage deletes (or checks the
+	// end of) what is kept (RFC 3339): its due time once the job knows it.
+	// Empty while not yet dated; never guessed.
 	RetainedUntil string `json:"retained_until,omitempty"`
+	// DeletedAt is set once that stage has run.
+	DeletedAt string `json:"deleted_at,omitempty"`
+	// Stage is the retention stage ("category/stage") that ends it.
+	Stage string `json:"stage,omitempty"`
 }
 
 // retentionKey names a task by what it did.
@@ -125,11 +149,19 @@ func Build(j *jobs.Job, issuedAt time.Time, issuer string) (Certificate, error) 
 	if j == nil {
 		return Certificate{}, fmt.Errorf("%w: no job", jobs.ErrInvalid)
 	}
-	if !j.Status.Terminal() {
-		return Certificate{}, fmt.Errorf("%w: job %s is %s; a certificate is issued once it completed or failed", jobs.ErrConflict, j.ID, j.Status)
+	if !j.Status.Terminal() && j.Status != jobs.StatusErased {
+		return Certificate{}, fmt.Errorf("%w: job %s is %s; a certificate is issued once it is erased, completed, failed or cancelled", jobs.ErrConflict, j.ID, j.Status)
 	}
-	if j.FinishedAt == nil {
+	finished := j.FinishedAt
+	if j.Status == jobs.StatusErased {
+		finished = j.ErasedAt
+	}
+	if finished == nil {
 		return Certificate{}, fmt.Errorf("%w: job %s is %s but has no finish time", jobs.ErrInvalid, j.ID, j.Status)
+	}
+	done := *finished
+	if j.ErasedAt != nil {
+		done = *j.ErasedAt
 	}
 	if issuer == "" {
 		return Certificate{}, fmt.Errorf("%w: empty issuer", jobs.ErrInvalid)
@@ -145,9 +177,11 @@ func Build(j *jobs.Job, issuedAt time.Time, issuer string) (Certificate, error) 
 		RequestedBy:            j.RequestedBy,
 		Reason:                 j.Reason,
 		CreatedAt:              stamp(j.CreatedAt),
-		FinishedAt:             stamp(*j.FinishedAt),
+		FinishedAt:             stamp(*finished),
 		Deadline:               stamp(j.Deadline),
-		FinishedBeforeDeadline: !j.FinishedAt.After(j.Deadline),
+		FinishedBeforeDeadline: !done.After(j.Deadline),
+		PolicyVersion:          j.PolicyVersion,
+		PolicyFingerprint:      j.PolicyFingerprint,
 		ItemsPurged:            j.ItemsPurged(),
 		Tasks:                  make([]Task, 0, len(j.Tasks)),
 		Retained:               []Retention{},
@@ -174,10 +208,45 @@ func Build(j *jobs.Job, issuedAt time.Time, issuer string) (Certificate, error) 
 		}
 		c.Tasks = append(c.Tasks, ct)
 		if r, ok := retentions[retentionKey{t.Category, t.Action}]; ok && t.Status == jobs.TaskSucceeded {
-			c.Retained = append(c.Retained, r)
+			c.Retained = append(c.Retained, datedRetention(j, r))
 		}
 	}
+	if j.OriginalDeadline != nil {
+		c.OriginalDeadline = stamp(*j.OriginalDeadline)
+	}
+	if j.ErasedAt != nil {
+		c.ErasedAt = stamp(*j.ErasedAt)
+	}
+	for _, a := range j.Actions {
+		c.Actions = append(c.Actions, Action{Kind: string(a.Kind), Actor: a.Actor, At: stamp(a.At), Reason: a.Reason, Ticket: a.Ticket, Months: a.Months})
+	}
 	return c, nil
+}
+
+// datedRetention completes a retention entry from the job's retention
+// stage of the same category: its legal basis from the policy, and its
+// date once known (or when it ran).
+func datedRetention(j *jobs.Job, r Retention) Retention {
+	for i := range j.Tasks {
+		t := &j.Tasks[i]
+		if t.Category != r.Category || !t.Retention {
+			continue
+		}
+		r.Stage = t.Key().String()
+		if t.LegalBasis != "" {
+			r.LegalBasis = t.LegalBasis
+		}
+		switch {
+		case t.Status == jobs.TaskSucceeded && t.FinishedAt != nil:
+			r.DeletedAt = stamp(*t.FinishedAt)
+			if t.DispatchedAt != nil {
+				r.RetainedUntil = stamp(*t.DispatchedAt)
+			}
+		case t.Status == jobs.TaskScheduled || t.Status == jobs.TaskDispatched:
+			r.RetainedUntil = stamp(t.DueAt)
+		}
+	}
+	return r
 }
 
 // stamp is the canonical form of a time: RFC 3339 in UTC, with as many

@@ -48,7 +48,7 @@ func (s *server) certificate(w http.ResponseWriter, r *http.Request) {
 	sc, err := s.opts.Certificates.Issue(j)
 	if errors.Is(err, jobs.ErrConflict) {
 		writeError(w, http.StatusConflict, apiv1.CodeConflict,
-			fmt.Sprintf("job %s is %s; its certificate is issued once it completed or failed", j.ID, j.Status))
+			fmt.Sprintf("job %s is %s; its certificate is issued once it is erased, completed, failed or cancelled", j.ID, j.Status))
 		return
 	}
 	if err != nil {

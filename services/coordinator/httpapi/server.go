@@ -57,6 +57,9 @@ type Options struct {
 	// Certificates serves /v1/erasures/{id}/certificate and
 	// /v1/certificate-key; nil serves none.
 	Certificates CertificateIssuer
+	// Actions serves POST /v1/erasures/{id}/{cancel,force,hold,release,
+	// extend}; nil serves none.
+	Actions ActionTaker
 }
 
 type server struct {
@@ -87,6 +90,7 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.route(mux, "GET /v1/erasures", s.list)
 	s.route(mux, "GET /v1/erasures/{id}", s.get)
 	s.route(mux, "POST /v1/erasures/{id}/replay", s.replay)
+	s.actionRoutes(mux)
 	s.deadLetterRoutes(mux)
 	s.bulkRoutes(mux)
 	s.reconcileRoutes(mux)
@@ -307,7 +311,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 		case errors.As(err, &te):
 			return fmt.Errorf("field %q must be a %s", te.Field, te.Type)
 		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return fmt.Errorf("unknown field %s; allowed: account_id, requested_by, reason", strings.TrimPrefix(err.Error(), "json: unknown field "))
+			return fmt.Errorf("unknown field %s; docs/api.md lists the fields of each body", strings.TrimPrefix(err.Error(), "json: unknown field "))
 		default:
 			return errors.New("malformed JSON body")
 		}
@@ -341,6 +345,12 @@ func jobView(j *jobs.Job) apiv1.Job {
 		ID: j.ID, AccountID: j.AccountID, Status: string(j.Status), Origin: string(j.Origin),
 		RequestedBy: j.RequestedBy, Reason: j.Reason, CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 		Deadline: j.Deadline, FinishedAt: j.FinishedAt, Error: j.Error, Tasks: make([]apiv1.Task, 0, len(j.Tasks)),
+		PolicyVersion: j.PolicyVersion, PolicyFingerprint: j.PolicyFingerprint, GraceUntil: j.GraceUntil,
+		HeldFrom: string(j.HeldFrom), OriginalDeadline: j.OriginalDeadline, ErasedAt: j.ErasedAt,
+	}
+	for _, a := range j.Actions {
+		out.Actions = append(out.Actions, apiv1.Action{Kind: string(a.Kind), Actor: a.Actor, Reason: a.Reason, Ticket: a.Ticket,
+			At: a.At, From: string(a.From), To: string(a.To), Months: a.Months})
 	}
 	for _, t := range j.Tasks {
 		var deps []string
@@ -358,6 +368,7 @@ func jobView(j *jobs.Job) apiv1.Job {
 			Category:  t.Category, Stage: t.Stage, Action: t.Action, Status: string(t.Status),
 			Generation: t.Generation, Attempts: t.Attempts, ItemsPurged: t.ItemsPurged,
 			Error: t.Error, ErrorCode: t.ErrorCode, DispatchedAt: t.DispatchedAt, FinishedAt: t.FinishedAt,
+			DueAt: t.DueAt, Retention: t.Retention, LegalBasis: t.LegalBasis,
 		})
 	}
 	return out

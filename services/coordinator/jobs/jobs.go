@@ -14,18 +14,61 @@ import (
 // Status is a job's state.
 type Status string
 
-// Job statuses. A job starts running and ends completed or failed.
+// Job statuses. A job starts pending (in its grace period) or running,
+// may be held and released, becomes erased once only legally retained
+// records remain, and ends completed, failed or cancelled. docs/lifecycle.md
+// draws the state machine.
 const (
-	StatusRunning   Status = "running"
+	// StatusPending: in the grace period; no stage has run, and a
+	// dashboard-initiated deletion can still be cancelled.
+	StatusPending Status = "pending"
+	// StatusRunning: stages are being run.
+	StatusRunning Status = "running"
+	// StatusHeld: a legal hold; no stage is dispatched until release.
+	StatusHeld Status = "held"
+	// StatusErased: every stage that erases or puts data beyond use is
+	// done; only retention stages (each with its date) remain.
+	StatusErased Status = "erased"
+	// StatusCompleted: every stage succeeded.
 	StatusCompleted Status = "completed"
-	StatusFailed    Status = "failed"
+	// StatusFailed: every stage ended and at least one failed.
+	StatusFailed Status = "failed"
+	// StatusCancelled: cancelled during the grace period; nothing erased.
+	StatusCancelled Status = "cancelled"
 )
 
-// Terminal reports whether no report can change the job any more.
-func (s Status) Terminal() bool { return s == StatusCompleted || s == StatusFailed }
+// Statuses lists every status, active ones first.
+var Statuses = []Status{StatusPending, StatusRunning, StatusHeld, StatusErased, StatusCompleted, StatusFailed, StatusCancelled}
+
+// ActiveStatuses are the statuses of jobs that still have work to do.
+var ActiveStatuses = []Status{StatusPending, StatusRunning, StatusHeld, StatusErased}
+
+// Terminal reports whether the job has ended: no report or action (but a
+// replay of a failed job) changes it any more.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
 
 // Valid reports whether s is a known status.
-func (s Status) Valid() bool { return s == StatusRunning || s.Terminal() }
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusHeld, StatusErased:
+		return true
+	}
+	return s.Terminal()
+}
+
+// Dispatchable reports whether the job's due stages may be sent to workers.
+func (s Status) Dispatchable() bool {
+	return s == StatusPending || s == StatusRunning || s == StatusErased
+}
+
+// OwesErasure reports whether the job's legal deadline still matters: the
+// data is not yet erased (a held job too: the hold is a reason to wait, not
+// a reason to forget).
+func (s Status) OwesErasure() bool {
+	return s == StatusPending || s == StatusRunning || s == StatusHeld
+}
 
 // TaskStatus is a task's state.
 type TaskStatus string
@@ -39,10 +82,14 @@ const (
 	TaskDispatched TaskStatus = "dispatched"
 	TaskSucceeded  TaskStatus = "succeeded"
 	TaskFailed     TaskStatus = "failed"
+	// TaskCancelled: the job was cancelled before the task ran.
+	TaskCancelled TaskStatus = "cancelled"
 )
 
 // Terminal reports whether the task has its final outcome.
-func (s TaskStatus) Terminal() bool { return s == TaskSucceeded || s == TaskFailed }
+func (s TaskStatus) Terminal() bool {
+	return s == TaskSucceeded || s == TaskFailed || s == TaskCancelled
+}
 
 // Origin says who asked for an erasure.
 type Origin string
@@ -58,8 +105,16 @@ type TaskSpec struct {
 	Category string
 	Stage    string
 	Action   string
-	// After delays the task from the job's creation.
+	// After delays the task from the job's creation (grace included).
 	After time.Duration
+	// Calendar, when set, dates the task from an anchor date reported by
+	// an earlier task (see Job.Anchors); After is then its earliest time.
+	Calendar *Calendar
+	// Retention marks a delayed stage: data kept on a legal basis until
+	// it runs. The job is erased once only such tasks remain.
+	Retention bool
+	// LegalBasis says why the stage runs when it does.
+	LegalBasis string
 	// DependsOn lists tasks that must succeed before this one runs: the
 	// backup ledger entry is written before any data is destroyed, so a
 	// restored backup can never bring an erased account back.
@@ -91,6 +146,11 @@ type Task struct {
 	DueAt        time.Time  `json:"due_at"`
 	DispatchedAt *time.Time `json:"dispatched_at,omitempty"`
 	FinishedAt   *time.Time `json:"finished_at,omitempty"`
+	// Calendar, Retention and LegalBasis come from the retention policy
+	// (see TaskSpec).
+	Calendar   *Calendar `json:"calendar,omitempty"`
+	Retention  bool      `json:"retention,omitempty"`
+	LegalBasis string    `json:"legal_basis,omitempty"`
 }
 
 // Attempt is one entry of a task's history: a reported outcome or a
@@ -152,6 +212,26 @@ type Job struct {
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	Tasks       []Task     `json:"tasks"`
+
+	// PolicyVersion and PolicyFingerprint name the retention policy the
+	// job was planned with; a running job keeps it when the file changes.
+	PolicyVersion     string `json:"policy_version,omitempty"`
+	PolicyFingerprint string `json:"policy_fingerprint,omitempty"`
+	// GraceUntil ends the grace period: no stage runs before it.
+	GraceUntil time.Time `json:"grace_until"`
+	// HeldFrom is the status a held job returns to on release.
+	HeldFrom Status `json:"held_from,omitempty"`
+	// OriginalDeadline is set once the deadline has been extended.
+	OriginalDeadline *time.Time `json:"original_deadline,omitempty"`
+	// ErasedAt is when only retention stages were left (or the job
+	// completed without any).
+	ErasedAt *time.Time `json:"erased_at,omitempty"`
+	// Anchors are dates reported by tasks that calendar stages are
+	// reckoned from ("invoice_issued").
+	Anchors map[string]time.Time `json:"anchors,omitempty"`
+	// Actions lists the privacy team's and the customer's actions on the
+	// job (cancel, force, hold, release, extend), oldest first.
+	Actions []Action `json:"actions,omitempty"`
 }
 
 // Errors callers decide on.
@@ -238,9 +318,25 @@ func DeadlineFor(t time.Time) time.Time {
 	return d
 }
 
+// Plan is what a job is created with: its tasks, its grace period and the
+// retention policy they come from.
+type Plan struct {
+	Tasks             []TaskSpec
+	Grace             time.Duration
+	PolicyVersion     string
+	PolicyFingerprint string
+}
+
 // New creates a running job for a validated request with one task per plan
-// entry, due at now + After.
+// entry, due at now + After, and no grace period.
 func New(id string, req Request, plan []TaskSpec, now time.Time) (*Job, error) {
+	return NewPlanned(id, req, Plan{Tasks: plan}, now)
+}
+
+// NewPlanned creates a job from a plan: pending until the grace period
+// ends when there is one, running otherwise.
+func NewPlanned(id string, req Request, p Plan, now time.Time) (*Job, error) {
+	plan := p.Tasks
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
@@ -262,6 +358,13 @@ func New(id string, req Request, plan []TaskSpec, now time.Time) (*Job, error) {
 		CreatedAt:   now,
 		UpdatedAt:   now,
 		Deadline:    DeadlineFor(now),
+
+		PolicyVersion:     p.PolicyVersion,
+		PolicyFingerprint: p.PolicyFingerprint,
+		GraceUntil:        now.Add(max(p.Grace, 0)),
+	}
+	if p.Grace > 0 {
+		j.Status = StatusPending
 	}
 	seen := map[TaskKey]bool{}
 	for _, s := range plan {
@@ -289,6 +392,9 @@ func New(id string, req Request, plan []TaskSpec, now time.Time) (*Job, error) {
 			Generation: 1,
 			DependsOn:  s.DependsOn,
 			DueAt:      now.Add(s.After),
+			Calendar:   s.Calendar,
+			Retention:  s.Retention,
+			LegalBasis: s.LegalBasis,
 		})
 	}
 	return j, nil
@@ -297,7 +403,8 @@ func New(id string, req Request, plan []TaskSpec, now time.Time) (*Job, error) {
 // release moves waiting tasks on once their dependencies ended: to
 // scheduled (due no earlier than at) when all succeeded, to failed when
 // one failed — a task whose precondition failed must not run.
-func (j *Job) release(at time.Time) {
+func (j *Job) release(at time.Time) []TaskKey {
+	var released []TaskKey
 	for changed := true; changed; {
 		changed = false
 		for i := range j.Tasks {
@@ -324,13 +431,24 @@ func (j *Job) release(at time.Time) {
 			}
 			if t.Status == TaskWaiting && ready {
 				t.Status = TaskScheduled
+				if t.Calendar != nil {
+					// Dated now that the tasks it depends on reported
+					// their anchors; never earlier than planned.
+					if a, ok := j.Anchors[t.Calendar.Anchor]; ok {
+						if due, err := t.Calendar.Due(a); err == nil && due.After(t.DueAt) {
+							t.DueAt = due
+						}
+					}
+				}
 				if t.DueAt.Before(at) {
 					t.DueAt = at
 				}
+				released = append(released, t.Key())
 				changed = true
 			}
 		}
 	}
+	return released
 }
 
 // Task returns the task named by k.
@@ -354,11 +472,31 @@ func (j *Job) MarkDispatched(k TaskKey, gen uint32, at time.Time) (bool, error) 
 	if t.Generation != gen || t.Status != TaskScheduled {
 		return false, nil
 	}
+	if !j.Status.Dispatchable() {
+		return false, nil
+	}
 	at = at.UTC()
 	t.Status = TaskDispatched
 	t.DispatchedAt = &at
 	j.UpdatedAt = at
+	if j.Status == StatusPending {
+		j.Status = StatusRunning
+	}
 	return true, nil
+}
+
+// UnmarkDispatched gives back the claim on generation gen of task k when
+// its message could not be published: the task is scheduled again. It
+// reports false when the task has moved on (a report came, or it was
+// already published).
+func (j *Job) UnmarkDispatched(k TaskKey, gen uint32) bool {
+	t, err := j.Task(k)
+	if err != nil || t.Generation != gen || t.Status != TaskDispatched || t.MsgSeq != 0 {
+		return false
+	}
+	t.Status = TaskScheduled
+	t.DispatchedAt = nil
+	return true
 }
 
 // SetMsgSeq records where generation gen of task k's message sits in the
@@ -403,6 +541,8 @@ type Report struct {
 	Error      string
 	Attempt    uint32
 	At         time.Time
+	// Anchors are dates later calendar stages are reckoned from.
+	Anchors map[string]time.Time
 }
 
 // ReportResult says what applying a report did.
@@ -423,6 +563,11 @@ type Effect struct {
 	Result ReportResult
 	// Finished is true when this report ended the job.
 	Finished bool
+	// Erased is true when this report left only retention stages.
+	Erased bool
+	// Released lists the tasks this report let run (their dependencies
+	// all succeeded); calendar tasks among them now have their date.
+	Released []TaskKey
 }
 
 // ApplyReport applies a worker's report. Applying the same report again,
@@ -467,14 +612,73 @@ func (j *Job) ApplyReport(r Report) (Effect, error) {
 		}
 		t.record(Attempt{Generation: r.Generation, Attempt: r.Attempt, At: at, Outcome: OutcomeFailed, ErrorCode: t.ErrorCode, Error: t.Error})
 	}
-	j.UpdatedAt = at
-	j.release(at)
-	eff := Effect{Result: ReportApplied}
-	if !j.Status.Terminal() && j.allTerminal() {
-		j.finish(at)
-		eff.Finished = true
+	if r.Succeeded {
+		for k, v := range r.Anchors {
+			if j.Anchors == nil {
+				j.Anchors = map[string]time.Time{}
+			}
+			// The latest date wins: a retention period runs from the
+			// newest record it covers.
+			if v = v.UTC(); v.After(j.Anchors[k]) {
+				j.Anchors[k] = v
+			}
+		}
 	}
+	j.UpdatedAt = at
+	eff := Effect{Result: ReportApplied, Released: j.release(at)}
+	before := j.Status
+	j.settle(at)
+	eff.Finished = !before.Terminal() && j.Status.Terminal()
+	eff.Erased = before != StatusErased && j.Status == StatusErased
 	return eff, nil
+}
+
+// settle moves the job to the status its tasks imply: failed or completed
+// once every task has ended, erased once only retention tasks are left.
+// A held or cancelled job keeps its status (release settles it).
+func (j *Job) settle(at time.Time) {
+	if j.Status == StatusHeld || j.Status.Terminal() {
+		return
+	}
+	if j.allTerminal() {
+		if j.ErasedAt == nil && !j.hasFailed() {
+			j.ErasedAt = &at
+		}
+		j.finish(at)
+		return
+	}
+	if j.Status == StatusErased {
+		return
+	}
+	if j.ErasedAt == nil && j.onlyRetentionLeft() {
+		j.Status = StatusErased
+		j.ErasedAt = &at
+	}
+}
+
+func (j *Job) hasFailed() bool {
+	for i := range j.Tasks {
+		if j.Tasks[i].Status == TaskFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyRetentionLeft reports whether every non-retention task succeeded
+// and at least one retention task is still to run.
+func (j *Job) onlyRetentionLeft() bool {
+	left := false
+	for i := range j.Tasks {
+		t := &j.Tasks[i]
+		switch {
+		case t.Retention && !t.Status.Terminal():
+			left = true
+		case !t.Retention && t.Status != TaskSucceeded:
+			return false
+		}
+	}
+	return left
 }
 
 func (j *Job) allTerminal() bool {
@@ -562,6 +766,12 @@ type ReplaySelector struct {
 // nothing matches.
 func (j *Job) Replay(sel ReplaySelector, actor, reason string, at time.Time) ([]TaskKey, error) {
 	at = at.UTC()
+	switch j.Status {
+	case StatusCancelled:
+		return nil, &StateError{Action: "replay", Status: j.Status, Hint: "a cancelled job erases nothing; request a new erasure instead"}
+	case StatusHeld:
+		return nil, &StateError{Action: "replay", Status: j.Status, Hint: "release the legal hold first"}
+	}
 	var picked []*Task
 	for i := range j.Tasks {
 		t := &j.Tasks[i]

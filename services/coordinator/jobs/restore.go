@@ -10,8 +10,8 @@ import (
 // that was computed when the job was accepted (a later change of
 // DeadlineFor must not move the deadline of a job already running). A zero
 // deadline keeps DeadlineFor's. Errors are New's.
-func Restore(id string, req Request, plan []TaskSpec, createdAt, deadline time.Time) (*Job, error) {
-	j, err := New(id, req, plan, createdAt)
+func Restore(id string, req Request, plan Plan, createdAt, deadline time.Time) (*Job, error) {
+	j, err := NewPlanned(id, req, plan, createdAt)
 	if err != nil {
 		return nil, err
 	}

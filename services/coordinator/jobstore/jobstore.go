@@ -251,7 +251,9 @@ func (s *Store) indexChanges(ctx context.Context, p redis.Pipeliner, before, aft
 	for i := range after.Tasks {
 		t := &after.Tasks[i]
 		m := dueMember(after.ID, t.Key())
-		if t.Status == jobs.TaskScheduled {
+		// A held or ended job has nothing due: release puts its
+		// scheduled tasks back with their original due times.
+		if t.Status == jobs.TaskScheduled && after.Status.Dispatchable() {
 			p.ZAdd(ctx, s.DueKey(), redis.Z{Score: float64(t.DueAt.UnixMilli()), Member: m})
 		} else {
 			p.ZRem(ctx, s.DueKey(), m)

@@ -15,7 +15,7 @@ import (
 
 // statuses lists every job status, for Put to take a job out of the status
 // indexes it no longer belongs to.
-var statuses = []jobs.Status{jobs.StatusRunning, jobs.StatusCompleted, jobs.StatusFailed}
+var statuses = jobs.Statuses
 
 // putScript writes a job and every key derived from it, replacing what
 // was there: the state Create and then Update would have left. With an
@@ -230,7 +230,7 @@ func (s *Store) putCall(j *jobs.Job, expect string, now time.Time) (putCall, err
 	for i := range j.Tasks {
 		t := &j.Tasks[i]
 		op, score := "r", int64(0)
-		if t.Status == jobs.TaskScheduled {
+		if t.Status == jobs.TaskScheduled && j.Status.Dispatchable() {
 			op, score = "a", t.DueAt.UnixMilli()
 		}
 		args = append(args, op, score, dueMember(j.ID, t.Key()))

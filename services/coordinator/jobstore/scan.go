@@ -39,40 +39,54 @@ func (s *Store) CountByStatus(ctx context.Context) (map[jobs.Status]int64, error
 }
 
 // ScanRunning calls fn with running jobs, oldest (by creation) first, until
-// fn returns false or limit jobs were passed to it. It reads a snapshot of
-// the first limit ids of idx:status:running and loads them in batches: a
-// job that ended or vanished in between is skipped, and so is a document
-// that does not decode (Get reports it for that job). limit must be
-// positive. It changes nothing and returns only Redis errors.
+// fn returns false or limit jobs were passed to it (see ScanStatuses).
 func (s *Store) ScanRunning(ctx context.Context, fn func(*jobs.Job) bool, limit int) error {
+	return s.ScanStatuses(ctx, []jobs.Status{jobs.StatusRunning}, fn, limit)
+}
+
+// ScanStatuses calls fn with the jobs in the given statuses, status by
+// status and oldest (by creation) first within each, until fn returns
+// false or limit jobs were passed to it. It reads a snapshot of the first
+// limit ids of each idx:status:<status> and loads them in batches: a job
+// whose status changed or that vanished in between is skipped, and so is a
+// document that does not decode (Get reports it for that job). limit must
+// be positive. It changes nothing and returns only Redis errors.
+func (s *Store) ScanStatuses(ctx context.Context, sts []jobs.Status, fn func(*jobs.Job) bool, limit int) error {
 	if limit <= 0 {
-		return fmt.Errorf("scan running jobs: limit %d must be positive", limit)
+		return fmt.Errorf("scan jobs: limit %d must be positive", limit)
 	}
-	ids, err := s.rdb.ZRange(ctx, s.statusIndex(jobs.StatusRunning), 0, int64(limit)-1).Result()
-	if err != nil {
-		return fmt.Errorf("scan running jobs: %w", err)
-	}
-	for start := 0; start < len(ids); start += scanBatch {
-		part := ids[start:min(start+scanBatch, len(ids))]
-		keys := make([]string, len(part))
-		for i, id := range part {
-			keys[i] = s.jobKey(id)
+	passed := 0
+	for _, st := range sts {
+		if passed >= limit {
+			return nil
 		}
-		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		ids, err := s.rdb.ZRange(ctx, s.statusIndex(st), 0, int64(limit-passed)-1).Result()
 		if err != nil {
-			return fmt.Errorf("load running jobs: %w", err)
+			return fmt.Errorf("scan %s jobs: %w", st, err)
 		}
-		for i, v := range vals {
-			str, ok := v.(string)
-			if !ok {
-				continue
+		for start := 0; start < len(ids); start += scanBatch {
+			part := ids[start:min(start+scanBatch, len(ids))]
+			keys := make([]string, len(part))
+			for i, id := range part {
+				keys[i] = s.jobKey(id)
 			}
-			j, err := decode(part[i], []byte(str))
-			if err != nil || j.Status != jobs.StatusRunning {
-				continue
+			vals, err := s.rdb.MGet(ctx, keys...).Result()
+			if err != nil {
+				return fmt.Errorf("load %s jobs: %w", st, err)
 			}
-			if !fn(j) {
-				return nil
+			for i, v := range vals {
+				str, ok := v.(string)
+				if !ok {
+					continue
+				}
+				j, err := decode(part[i], []byte(str))
+				if err != nil || j.Status != st {
+					continue
+				}
+				passed++
+				if !fn(j) {
+					return nil
+				}
 			}
 		}
 	}

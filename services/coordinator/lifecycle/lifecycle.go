@@ -67,8 +67,10 @@ func Created(j *jobs.Job) *erasurev1.LifecycleEvent {
 	ev.Reason = j.Reason
 	ev.Deadline = timestamppb.New(j.Deadline)
 	ev.SourceEventId = j.EventID
+	setPolicy(ev, j)
 	for _, t := range j.Tasks {
 		ref := &erasurev1.TaskRef{Category: t.Category, Stage: t.Stage, Action: t.Action, After: durationpb.New(t.DueAt.Sub(j.CreatedAt))}
+		setTaskPolicy(ref, &t)
 		for _, d := range t.DependsOn {
 			ref.DependsOn = append(ref.DependsOn, d.String())
 		}
@@ -139,6 +141,9 @@ func TaskFinished(j *jobs.Job, t *jobs.Task, workerID string) *erasurev1.Lifecyc
 	ev.Error = t.Error
 	ev.ErrorCode = t.ErrorCode
 	ev.Attempt = t.Attempts
+	if t.Status == jobs.TaskSucceeded {
+		ev.Anchors = anchors(j)
+	}
 	return ev
 }
 

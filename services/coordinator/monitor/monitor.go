@@ -63,7 +63,7 @@ var _ Broker = (jetstream.JetStream)(nil)
 type Store interface {
 	CountByStatus(ctx context.Context) (map[jobs.Status]int64, error)
 	ScanDue(ctx context.Context, now time.Time, fn func(jobstore.DueEntry) bool, limit int) error
-	ScanRunning(ctx context.Context, fn func(*jobs.Job) bool, limit int) error
+	ScanStatuses(ctx context.Context, sts []jobs.Status, fn func(*jobs.Job) bool, limit int) error
 }
 
 var _ Store = (*jobstore.Store)(nil)
@@ -179,10 +179,10 @@ func New(broker Broker, store Store, log *zap.Logger, reg prometheus.Registerer,
 			"Jobs in the store, by status.",
 			[]string{"status"}, nil),
 		overdueDesc: prometheus.NewDesc("lethe_jobs_overdue",
-			"Running jobs past their legal deadline.",
+			"Jobs that still owe an erasure (pending, running or held) past their legal deadline.",
 			nil, nil),
 		atRiskDesc: prometheus.NewDesc("lethe_jobs_at_risk",
-			"Running jobs whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.",
+			"Jobs that still owe an erasure (pending, running or held) whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.",
 			nil, nil),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lethe_monitor_last_success_timestamp_seconds",
@@ -376,9 +376,9 @@ func (m *Monitor) sampleTasks(ctx context.Context, now time.Time) (map[string]fl
 		return nil, 0, 0, err
 	}
 	var overdue, atRisk int64
-	err = m.store.ScanRunning(ctx, func(j *jobs.Job) bool {
+	err = m.store.ScanStatuses(ctx, jobs.ActiveStatuses, func(j *jobs.Job) bool {
 		switch {
-		case j.Deadline.IsZero():
+		case j.Deadline.IsZero() || !j.Status.OwesErasure():
 		case now.After(j.Deadline):
 			overdue++
 		case j.Deadline.Sub(now) <= m.opts.AtRiskWindow:

@@ -185,13 +185,17 @@ lethe_dead_letters{category="logs"} 0
 const wantJobs = `
 # HELP lethe_jobs Jobs in the store, by status.
 # TYPE lethe_jobs gauge
+lethe_jobs{status="cancelled"} 0
 lethe_jobs{status="completed"} 0
+lethe_jobs{status="erased"} 0
 lethe_jobs{status="failed"} 1
+lethe_jobs{status="held"} 0
+lethe_jobs{status="pending"} 0
 lethe_jobs{status="running"} 3
-# HELP lethe_jobs_at_risk Running jobs whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.
+# HELP lethe_jobs_at_risk Jobs that still owe an erasure (pending, running or held) whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.
 # TYPE lethe_jobs_at_risk gauge
 lethe_jobs_at_risk 0
-# HELP lethe_jobs_overdue Running jobs past their legal deadline.
+# HELP lethe_jobs_overdue Jobs that still owe an erasure (pending, running or held) past their legal deadline.
 # TYPE lethe_jobs_overdue gauge
 lethe_jobs_overdue 1
 `
@@ -383,7 +387,7 @@ func TestAtRiskCountsRunningJobsNearTheirDeadline(t *testing.T) {
 		if err := m.Sample(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		want := "# HELP lethe_jobs_at_risk Running jobs whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.\n# TYPE lethe_jobs_at_risk gauge\n" + tt.want + "\n"
+		want := "# HELP lethe_jobs_at_risk Jobs that still owe an erasure (pending, running or held) whose legal deadline falls within the at-risk window (Options.AtRiskWindow, default 72h) and has not passed yet.\n# TYPE lethe_jobs_at_risk gauge\n" + tt.want + "\n"
 		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "lethe_jobs_at_risk"); err != nil {
 			t.Errorf("window %s: %v", tt.window, err)
 		}

@@ -6,15 +6,7 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 )
-
-func TestOriginsMatchJobs(t *testing.T) {
-	if OriginDashboard != string(jobs.OriginDashboard) || OriginAPI != string(jobs.OriginAPI) {
-		t.Fatal("policy origins differ from jobs origins")
-	}
-}
 
 func TestPlanDefault(t *testing.T) {
 	start := time.Date(2026, 3, 1, 10, 0, 0, 0, time.FixedZone("CET", 3600)) // 09:00 UTC
@@ -172,21 +164,8 @@ categories:
 	if !slices.Equal(got, want) {
 		t.Errorf("plan %v, want %v", got, want)
 	}
-
-	// The coordinator can make a job of it: jobs.New requires every
-	// dependency to come earlier.
-	var specs []jobs.TaskSpec
-	for _, s := range plan {
-		spec := jobs.TaskSpec{Category: s.Category, Stage: s.Stage, Action: s.Action, After: s.Due.Sub(start)}
-		for _, d := range s.DependsOn {
-			spec.DependsOn = append(spec.DependsOn, jobs.TaskKey{Category: d.Category, Stage: d.Stage})
-		}
-		specs = append(specs, spec)
-	}
-	req := jobs.Request{AccountID: "acct-1", RequestedBy: "privacy-team", Origin: jobs.OriginAPI}
-	if _, err := jobs.New("job-1", req, specs, start); err != nil {
-		t.Errorf("jobs.New with the plan: %v", err)
-	}
+	// That the coordinator can make a job of every plan (dependencies
+	// first) is tested in package app (TestPlanFromPolicy).
 }
 
 func TestPlanUnknownOrigin(t *testing.T) {

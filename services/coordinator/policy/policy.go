@@ -301,3 +301,32 @@ func (p *Policy) Canonical() []byte {
 func (p *Policy) Fingerprint() string {
 	return fingerprint(p.Canonical())
 }
+
+// Restrict returns a copy of the policy with only the named categories,
+// dropping dependencies on the others (a development set-up that runs
+// fewer workers). The copy has its own fingerprint.
+func (p *Policy) Restrict(categories []string) *Policy {
+	out := &Policy{Version: p.Version, Grace: map[string]time.Duration{}, lines: p.lines}
+	for k, v := range p.Grace {
+		out.Grace[k] = v
+	}
+	for _, c := range p.Categories {
+		if !slices.Contains(categories, c.Name) {
+			continue
+		}
+		nc := c
+		nc.Stages = nil
+		for _, s := range c.Stages {
+			ns := s
+			ns.DependsOn = nil
+			for _, d := range s.DependsOn {
+				if slices.Contains(categories, d.Category) {
+					ns.DependsOn = append(ns.DependsOn, d)
+				}
+			}
+			nc.Stages = append(nc.Stages, ns)
+		}
+		out.Categories = append(out.Categories, nc)
+	}
+	return out
+}

@@ -341,6 +341,10 @@ func step(e *entry, ev *erasurev1.LifecycleEvent, force bool) (outcome, error) {
 	case erasurev1.EventType_EVENT_TYPE_JOB_COMPLETED, erasurev1.EventType_EVENT_TYPE_JOB_FAILED:
 		e.end, e.replayed = ev, false
 		return outcomeIgnored, nil
+	case erasurev1.EventType_EVENT_TYPE_JOB_CANCELLED, erasurev1.EventType_EVENT_TYPE_JOB_FORCED,
+		erasurev1.EventType_EVENT_TYPE_JOB_HELD, erasurev1.EventType_EVENT_TYPE_JOB_RELEASED,
+		erasurev1.EventType_EVENT_TYPE_DEADLINE_EXTENDED:
+		return act(j, ev)
 	default:
 		var err error
 		if t, err = j.Task(k); err != nil {
@@ -385,6 +389,12 @@ func step(e *entry, ev *erasurev1.LifecycleEvent, force bool) (outcome, error) {
 			Task: k, Generation: gen, Succeeded: ev.GetType() == erasurev1.EventType_EVENT_TYPE_TASK_SUCCEEDED,
 			Items:     ev.GetItemsPurged() - t.PriorItems,
 			ErrorCode: ev.GetErrorCode(), Error: ev.GetError(), At: at,
+		}
+		for name, ts := range ev.GetAnchors() {
+			if r.Anchors == nil {
+				r.Anchors = map[string]time.Time{}
+			}
+			r.Anchors[name] = ts.AsTime()
 		}
 		if a := ev.GetAttempt(); a > t.PriorAttempts {
 			r.Attempt = a - t.PriorAttempts
@@ -475,10 +485,52 @@ func folded(t erasurev1.EventType) bool {
 		erasurev1.EventType_EVENT_TYPE_TASK_REPLAYED,
 		erasurev1.EventType_EVENT_TYPE_TASK_REDISPATCHED,
 		erasurev1.EventType_EVENT_TYPE_JOB_COMPLETED,
-		erasurev1.EventType_EVENT_TYPE_JOB_FAILED:
+		erasurev1.EventType_EVENT_TYPE_JOB_FAILED,
+		erasurev1.EventType_EVENT_TYPE_JOB_CANCELLED,
+		erasurev1.EventType_EVENT_TYPE_JOB_FORCED,
+		erasurev1.EventType_EVENT_TYPE_JOB_HELD,
+		erasurev1.EventType_EVENT_TYPE_JOB_RELEASED,
+		erasurev1.EventType_EVENT_TYPE_DEADLINE_EXTENDED:
 		return true
 	}
+	// JOB_ERASED and TASK_SCHEDULED follow from the reports (and their
+	// anchors); the fold derives them.
 	return false
+}
+
+var actionKinds = map[erasurev1.EventType]jobs.ActionKind{
+	erasurev1.EventType_EVENT_TYPE_JOB_CANCELLED:     jobs.ActionCancel,
+	erasurev1.EventType_EVENT_TYPE_JOB_FORCED:        jobs.ActionForce,
+	erasurev1.EventType_EVENT_TYPE_JOB_HELD:          jobs.ActionHold,
+	erasurev1.EventType_EVENT_TYPE_JOB_RELEASED:      jobs.ActionRelease,
+	erasurev1.EventType_EVENT_TYPE_DEADLINE_EXTENDED: jobs.ActionExtend,
+}
+
+// act replays a privacy action. Its event follows every event of the
+// job recorded before it, so a status that refuses it now means events
+// are missing or out of order: it waits (and is counted unapplied if it
+// never fits).
+func act(j *jobs.Job, ev *erasurev1.LifecycleEvent) (outcome, error) {
+	kind := actionKinds[ev.GetType()]
+	n := 0
+	for _, a := range j.Actions {
+		if a.Kind == kind {
+			n++
+		}
+	}
+	req := jobs.ActionRequest{Kind: kind, Actor: ev.GetActor(), Reason: ev.GetReason(), Ticket: ev.GetTicket()}
+	if kind == jobs.ActionExtend {
+		if req.Months = j.ExtensionMonths(ev.GetDeadline().AsTime()); req.Months == 0 {
+			return outcomeFailed, fmt.Errorf("DEADLINE_EXTENDED to %s is not a one- or two-month extension of the job's deadline", ev.GetDeadline().AsTime().Format(time.RFC3339))
+		}
+	}
+	if _, err := j.Act(req, ev.GetAt().AsTime()); err != nil {
+		if _, ok := jobs.CurrentStatus(err); ok {
+			return outcomeNotYet, nil
+		}
+		return outcomeFailed, err
+	}
+	return outcomeApplied, nil
 }
 
 func isEnd(t erasurev1.EventType) bool {
@@ -487,9 +539,16 @@ func isEnd(t erasurev1.EventType) bool {
 
 // created builds the job a JOB_CREATED event describes.
 func created(ev *erasurev1.LifecycleEvent) (*jobs.Job, error) {
-	var plan []jobs.TaskSpec
+	plan := jobs.Plan{PolicyVersion: ev.GetPolicyVersion(), PolicyFingerprint: ev.GetPolicyFingerprint()}
+	if g := ev.GetGraceUntil(); g != nil {
+		plan.Grace = g.AsTime().Sub(ev.GetAt().AsTime())
+	}
 	for _, ref := range ev.GetTasks() {
-		s := jobs.TaskSpec{Category: ref.GetCategory(), Stage: ref.GetStage(), Action: ref.GetAction(), After: ref.GetAfter().AsDuration()}
+		s := jobs.TaskSpec{Category: ref.GetCategory(), Stage: ref.GetStage(), Action: ref.GetAction(), After: ref.GetAfter().AsDuration(),
+			Retention: ref.GetRetention(), LegalBasis: ref.GetLegalBasis()}
+		if a := ref.GetCalendarAnchor(); a != "" {
+			s.Calendar = &jobs.Calendar{Anchor: a, PlusYears: int(ref.GetCalendarPlusYears()), Zone: ref.GetCalendarZone()}
+		}
 		for _, d := range ref.GetDependsOn() {
 			k, err := jobs.ParseTaskKey(d)
 			if err != nil {
@@ -497,7 +556,7 @@ func created(ev *erasurev1.LifecycleEvent) (*jobs.Job, error) {
 			}
 			s.DependsOn = append(s.DependsOn, k)
 		}
-		plan = append(plan, s)
+		plan.Tasks = append(plan.Tasks, s)
 	}
 	req := jobs.Request{
 		AccountID: ev.GetAccountId(), Origin: jobs.Origin(ev.GetOrigin()), RequestedBy: ev.GetActor(),

@@ -194,24 +194,35 @@ func (r *Reconciler) once(ctx context.Context, dryRun bool) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	// Running and erased jobs have tasks under way; pending ones have not
+	// started, and held ones dispatch nothing.
+	for _, st := range []jobs.Status{jobs.StatusRunning, jobs.StatusErased} {
+		if done, err := r.checkStatus(ctx, st, tasks, due, now, dryRun, &rep); done || err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func (r *Reconciler) checkStatus(ctx context.Context, st jobs.Status, tasks jetstream.Stream, due map[string]bool, now time.Time, dryRun bool, rep *Report) (bool, error) {
 	token := ""
 	for {
-		page, next, err := r.store.List(ctx, jobstore.Filter{Status: jobs.StatusRunning, PageSize: 500, PageToken: token})
+		page, next, err := r.store.List(ctx, jobstore.Filter{Status: st, PageSize: 500, PageToken: token})
 		if err != nil {
-			return rep, err
+			return true, err
 		}
 		for _, j := range page {
 			if rep.JobsChecked >= r.opts.MaxJobs {
 				rep.Truncated = true
-				return rep, nil
+				return true, nil
 			}
 			rep.JobsChecked++
-			if err := r.check(ctx, j, tasks, due, now, dryRun, &rep); err != nil {
-				return rep, err
+			if err := r.check(ctx, j, tasks, due, now, dryRun, rep); err != nil {
+				return true, err
 			}
 		}
 		if next == "" {
-			return rep, nil
+			return false, nil
 		}
 		token = next
 	}
