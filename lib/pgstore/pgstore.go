@@ -13,9 +13,12 @@ package pgstore
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,7 +44,7 @@ func Open(ctx context.Context, dsn, what string) (*pgxpool.Pool, error) {
 	// pgconn redacts the password in its parse errors.
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse %s database dsn: %w", what, err)
+		return nil, fmt.Errorf("parse %s database dsn: %w%s", what, err, tlsHint(err))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -51,11 +54,36 @@ func Open(ctx context.Context, dsn, what string) (*pgxpool.Pool, error) {
 	// start-up with advice, not at the first query.
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
+		if hint := tlsHint(err); hint != "" {
+			return nil, fmt.Errorf("reach %s database: %w%s", what, err, hint)
+		}
 		// pgconn's error names host, port, user and database already.
 		return nil, fmt.Errorf("reach %s database: %w (check that PostgreSQL is running and "+
 			"reachable from here, and that host, port, user, password and database in the DSN are right)", what, err)
 	}
 	return pool, nil
+}
+
+// tlsHint says what to check when err is about TLS: the DSN's ssl
+// parameters (pgx reads sslmode, sslrootcert, sslcert, sslkey and
+// sslpassword from the URL), or the server's certificate. Otherwise it
+// returns "".
+func tlsHint(err error) string {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &verify), errors.As(err, &unknownCA), errors.As(err, &hostname), strings.Contains(msg, "x509: "):
+		return " (the server's certificate does not verify: with sslmode=verify-full or verify-ca, sslrootcert must name " +
+			"the CA that signed it, and for verify-full the certificate must carry the DSN's host)"
+	case strings.Contains(msg, "failed to configure TLS"), strings.Contains(msg, "sslmode"):
+		return " (check the DSN's TLS parameters: sslmode is one of disable, allow, prefer, require, verify-ca or verify-full; " +
+			"sslrootcert, sslcert and sslkey name readable PEM files, sslcert and sslkey together)"
+	case strings.Contains(msg, "server refused TLS connection"):
+		return " (the server does not offer TLS: turn ssl on in postgresql.conf, or lower sslmode)"
+	}
+	return ""
 }
 
 // Ping checks that the what database answers, for readiness probes.

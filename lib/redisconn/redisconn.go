@@ -10,9 +10,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lethe-privacy/lethe/lib/tlsfiles"
 )
 
 // Options say how to reach Redis. With SentinelAddrs empty, URL names the
@@ -29,6 +32,12 @@ type Options struct {
 	// TLS, when non-nil, is used for every connection (server and
 	// sentinels); it overrides what the URL's scheme implies.
 	TLS *tls.Config
+	// TLSFiles, when TLS is nil and any file is named, turns TLS on with
+	// these PEM files (LETHE_REDIS_CA, LETHE_REDIS_CERT, LETHE_REDIS_KEY):
+	// the server is verified against CA and the client certificate is
+	// presented. The server's certificate must carry the URL's host, also
+	// with sentinels (name the primaries' common name there).
+	TLSFiles tlsfiles.Files
 }
 
 // Validate reports an unusable combination, saying how to fix it.
@@ -39,7 +48,7 @@ func (o Options) Validate() error {
 	if len(o.SentinelAddrs) > 0 && o.MasterName == "" {
 		return errors.New("sentinel addresses are set but the master name is empty: set LETHE_REDIS_MASTER_NAME")
 	}
-	return nil
+	return o.TLSFiles.Validate("LETHE_REDIS")
 }
 
 // New builds the client without contacting Redis. The returned client is a
@@ -53,8 +62,17 @@ func New(o Options) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse redis URL (want redis://[user:password@]host:port/db): %w", err)
 	}
-	if o.TLS != nil {
+	switch {
+	case o.TLS != nil:
 		ropts.TLSConfig = o.TLS
+	case o.TLSFiles.Enabled():
+		host, _, err := net.SplitHostPort(ropts.Addr)
+		if err != nil {
+			host = ropts.Addr
+		}
+		if ropts.TLSConfig, err = o.TLSFiles.Config(host); err != nil {
+			return nil, fmt.Errorf("redis tls (check LETHE_REDIS_CA, LETHE_REDIS_CERT and LETHE_REDIS_KEY): %w", err)
+		}
 	}
 	if len(o.SentinelAddrs) == 0 {
 		return redis.NewClient(ropts), nil

@@ -181,6 +181,10 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			DenyDelete:  true,
 			DenyPurge:   true,
 			AllowRollup: false,
+			// The audit chain's writer appends a batch of events at the
+			// positions it signed them for, or none (docs/jetstream.md,
+			// "The audit chain").
+			AllowAtomicPublish: true,
 		},
 		{
 			Name:        erasurev1.AccountsStream,
@@ -305,14 +309,20 @@ var _ Manager = (jetstream.JetStream)(nil)
 
 // Ensure creates or updates every stream, the coordinator's consumers and
 // one worker consumer per category. It is safe to call concurrently from
-// several processes and on every start.
+// several processes and on every start. On a cluster that cannot place a
+// replicated stream or consumer yet (its servers just started: services
+// started together with it would otherwise exit), it tries again until
+// ctx ends.
 func Ensure(ctx context.Context, js Manager, s Settings) error {
 	if err := s.Validate(); err != nil {
 		return err
 	}
 	s = s.withDefaults()
 	for _, cfg := range s.Streams() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := whenPlaced(ctx, func() error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		}); err != nil {
 			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
 		}
 	}
@@ -331,9 +341,40 @@ func Ensure(ctx context.Context, js Manager, s Settings) error {
 		}{erasurev1.TasksStream, s.WorkerConsumer(c)})
 	}
 	for _, c := range consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg); err != nil {
+		if err := whenPlaced(ctx, func() error {
+			_, err := js.CreateOrUpdateConsumer(ctx, c.stream, c.cfg)
+			return err
+		}); err != nil {
 			return fmt.Errorf("create or update consumer %s on %s: %w", c.cfg.Durable, c.stream, err)
 		}
 	}
 	return nil
+}
+
+// errCodeNoSuitablePeers is the server's answer when it cannot choose
+// servers for a replicated asset: "no suitable peers for placement". A
+// new cluster gives it right after start-up, until every server's first
+// statistics reached the meta leader; every server may answer /healthz
+// before that (seen in the e2e cluster test on a loaded machine). A server
+// that was heard from and then went down still counts as a peer.
+const errCodeNoSuitablePeers jetstream.ErrorCode = 10005
+
+// whenPlaced runs create until the cluster can place what it creates,
+// every 250 ms, and returns its last error when ctx ends or when it fails
+// for another reason.
+func whenPlaced(ctx context.Context, create func() error) error {
+	for {
+		err := create()
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeNoSuitablePeers {
+			return err
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (retried until the deadline: have as many NATS servers as the stream replicas ask for joined the cluster?)", err)
+		case <-t.C:
+		}
+	}
 }

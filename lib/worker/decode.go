@@ -51,3 +51,32 @@ func DecodeTask(data []byte, category string) (Task, error) {
 		Deadline:   pb.GetDeadline().AsTime(),
 	}, nil
 }
+
+// ErrBadFootprintRequest wraps every reason DecodeFootprintRequest rejects a
+// request for.
+var ErrBadFootprintRequest = errors.New("bad footprint request")
+
+// MaxFootprintAccounts bounds the accounts of one footprint request.
+const MaxFootprintAccounts = 1000
+
+// DecodeFootprintRequest decodes a footprint request (from erasectl or any
+// client the broker lets ask) and returns its account ids: 1 to
+// MaxFootprintAccounts internal ids. Errors wrap ErrBadFootprintRequest and
+// name what is wrong, never a value, so that they can be sent back and
+// logged.
+func DecodeFootprintRequest(data []byte) ([]string, error) {
+	var req erasurev1.FootprintRequest
+	if err := proto.Unmarshal(data, &req); err != nil {
+		return nil, fmt.Errorf("%w: not a protobuf FootprintRequest", ErrBadFootprintRequest)
+	}
+	ids := req.GetAccountIds()
+	if len(ids) == 0 || len(ids) > MaxFootprintAccounts {
+		return nil, fmt.Errorf("%w: a footprint request names 1 to %d accounts, not %d", ErrBadFootprintRequest, MaxFootprintAccounts, len(ids))
+	}
+	for i, id := range ids {
+		if !accountIDPattern.MatchString(id) {
+			return nil, fmt.Errorf("%w: account id %d of %d is malformed (an internal id, never an e-mail address)", ErrBadFootprintRequest, i+1, len(ids))
+		}
+	}
+	return ids, nil
+}

@@ -10,7 +10,7 @@ import (
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 )
 
-func encode(t testing.TB, m *erasurev1.ErasureTask) []byte {
+func encode(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := proto.Marshal(m)
 	if err != nil {
@@ -76,4 +76,79 @@ func FuzzDecodeTask(f *testing.F) {
 			t.Fatalf("accepted a malformed task: %+v", task)
 		}
 	})
+}
+
+func TestDecodeFootprintRequest(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    []byte
+		want    int
+		wantErr string
+	}{
+		{name: "two accounts", give: encode(t, &erasurev1.FootprintRequest{AccountIds: []string{"acc-1", "acc-2"}}), want: 2},
+		{name: "none", give: encode(t, &erasurev1.FootprintRequest{}), wantErr: "names 1 to 1000 accounts, not 0"},
+		{name: "too many", give: encode(t, &erasurev1.FootprintRequest{AccountIds: make([]string, MaxFootprintAccounts+1)}), wantErr: "not 1001"},
+		{name: "an e-mail address", give: encode(t, &erasurev1.FootprintRequest{AccountIds: []string{"acc-1", "alice@example.com"}}), wantErr: "account id 2 of 2 is malformed"},
+		{name: "garbage", give: []byte{0x0a, 0xff}, wantErr: "not a protobuf FootprintRequest"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ids, err := DecodeFootprintRequest(tt.give)
+			if tt.wantErr != "" {
+				if !errors.Is(err, ErrBadFootprintRequest) || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "alice") {
+					t.Fatalf("DecodeFootprintRequest() error = %v, want ErrBadFootprintRequest containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || len(ids) != tt.want {
+				t.Fatalf("DecodeFootprintRequest() = %v, %v", ids, err)
+			}
+		})
+	}
+}
+
+// FuzzDecodeFootprintRequest: footprint requests come from any client the
+// broker lets ask. Decoding never panics, every rejection wraps
+// ErrBadFootprintRequest without echoing input, and what is accepted is 1
+// to MaxFootprintAccounts well-formed ids.
+func FuzzDecodeFootprintRequest(f *testing.F) {
+	f.Add(encode(f, &erasurev1.FootprintRequest{AccountIds: []string{"acc-1", "demo-0002"}}))
+	f.Add(encode(f, &erasurev1.FootprintRequest{AccountIds: []string{"x@y"}}))
+	f.Add(encode(f, &erasurev1.FootprintRequest{}))
+	f.Add([]byte{0x0a, 0x80})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ids, err := DecodeFootprintRequest(data)
+		if err != nil {
+			if !errors.Is(err, ErrBadFootprintRequest) {
+				t.Fatalf("error does not wrap ErrBadFootprintRequest: %v", err)
+			}
+			return
+		}
+		if len(ids) == 0 || len(ids) > MaxFootprintAccounts {
+			t.Fatalf("accepted %d accounts", len(ids))
+		}
+		for _, id := range ids {
+			if !accountIDPattern.MatchString(id) {
+				t.Fatalf("accepted a malformed account id %q", id)
+			}
+		}
+	})
+}
+
+func TestCutMessage(t *testing.T) {
+	tests := []struct {
+		give string
+		n    int
+		want string
+	}{
+		{"short", 10, "short"},
+		{strings.Repeat("a", 20), 15, "aaaaaa …(cut)"},
+		{strings.Repeat("é", 10), 14, "éé …(cut)"},
+	}
+	for _, tt := range tests {
+		got := cutMessage(tt.give, tt.n)
+		if got != tt.want || len(got) > tt.n {
+			t.Errorf("cutMessage(%q, %d) = %q, want %q (at most %d bytes)", tt.give, tt.n, got, tt.want, tt.n)
+		}
+	}
 }

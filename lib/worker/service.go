@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/lethe-privacy/lethe/lib/brokerauth"
 	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
@@ -26,12 +27,21 @@ import (
 // ServiceConfig is what every worker service shares: where NATS is, where
 // to serve probes and metrics, and the runtime's knobs.
 type ServiceConfig struct {
-	NATSURL   string
+	NATSURL string
+	// NATS holds this worker's credentials (its own identity,
+	// brokerauth.Worker(category)) and TLS files.
+	NATS      natsconn.Auth
 	HTTPAddr  string
 	LogFormat string
 	LogLevel  string
 	Runtime   Config
 	Topology  topology.Settings
+	// AwaitTopology makes the worker wait for the coordinator to create
+	// its consumer when it is missing, instead of creating the JetStream
+	// topology itself (the zero value, for a worker that starts before any
+	// coordinator on a broker without permissions). With per-service
+	// credentials a worker may not manage streams.
+	AwaitTopology bool
 	// Registry serves /metrics; a purger registers its own collectors on
 	// it before Serve. Nil makes a fresh one.
 	Registry *prometheus.Registry
@@ -52,13 +62,18 @@ func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet, getenv func(string) stri
 	c.Topology = topology.DefaultSettings()
 	c.Topology.Categories = []string{category}
 	fs.StringVar(&c.NATSURL, "nats-url", env("LETHE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env LETHE_NATS_URL)")
+	c.NATS.RegisterFlags(fs, getenv)
+	// With credentials, the broker's permissions let only the coordinator
+	// manage streams; without, anyone may (a development set-up).
+	fs.BoolVar(&c.AwaitTopology, "await-topology", c.envBool(getenv, "LETHE_AWAIT_TOPOLOGY", c.NATS.Authenticated()),
+		"when this worker's consumer is missing, wait for the coordinator to create it instead of creating the JetStream topology (default: true when NATS credentials are set; env LETHE_AWAIT_TOPOLOGY)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", defaultHTTPAddr), "listen address of /healthz, /readyz and /metrics (env LETHE_HTTP_ADDR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
 	fs.IntVar(&c.Runtime.Concurrency, "concurrency", c.envInt(getenv, "LETHE_CONCURRENCY", 4), "purges running at once in this replica (env LETHE_CONCURRENCY)")
 	fs.DurationVar(&c.Runtime.PurgeTimeout, "purge-timeout", 10*time.Minute, "deadline of one purge attempt")
 	fs.DurationVar(&c.Runtime.DrainTimeout, "drain-timeout", 30*time.Second, "how long running purges may finish at shutdown")
-	fs.IntVar(&c.Topology.Replicas, "stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
+	fs.IntVar(&c.Topology.Replicas, "stream-replicas", c.envInt(getenv, "LETHE_STREAM_REPLICAS", 1), "replicas of every JetStream stream: 1, or 3 on a cluster (env LETHE_STREAM_REPLICAS)")
 	// The retry policy, per category since each category is its own
 	// service; docs/operations.md lists the defaults and their reasons.
 	fs.IntVar(&c.Runtime.Retry.InProcessAttempts, "retry-in-process", c.envInt(getenv, "LETHE_RETRY_IN_PROCESS", 3), "quick tries of a purge within one delivery (env LETHE_RETRY_IN_PROCESS)")
@@ -98,6 +113,19 @@ func (c *ServiceConfig) envInt(getenv func(string) string, k string, def int) in
 	return n
 }
 
+func (c *ServiceConfig) envBool(getenv func(string) string, k string, def bool) bool {
+	v := getenv(k)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q is not true or false", k, v))
+		return def
+	}
+	return b
+}
+
 func (c *ServiceConfig) envFloat(getenv func(string) string, k string, def float64) float64 {
 	v := getenv(k)
 	if v == "" {
@@ -132,6 +160,9 @@ func (c ServiceConfig) Validate() error {
 	if c.NATSURL == "" {
 		return errors.New("LETHE_NATS_URL is empty")
 	}
+	if err := c.NATS.Validate(); err != nil {
+		return err
+	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("LETHE_HTTP_ADDR %q is not host:port", c.HTTPAddr)
 	}
@@ -149,23 +180,23 @@ func Serve(ctx context.Context, cfg ServiceConfig, purger Purger, ready func(con
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	nc, js, err := natsconn.Connect(cfg.NATSURL, "lethe-worker-"+cfg.Runtime.Category, log)
+	natsOpts, err := cfg.NATS.Options(brokerauth.Worker(cfg.Runtime.Category))
+	if err != nil {
+		return err
+	}
+	nc, js, err := natsconn.Connect(cfg.NATSURL, "lethe-worker-"+cfg.Runtime.Category, log, natsOpts...)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	// The coordinator owns the topology and updates it; a worker only
-	// creates it when it starts first, so that the two never fight over
-	// settings.
-	if _, err := js.Consumer(setupCtx, erasurev1.TasksStream, erasurev1.WorkerConsumer(cfg.Runtime.Category)); err != nil {
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("look up the %s consumer (is JetStream enabled on the server?): %w", cfg.Runtime.Category, err)
+	if err := awaitConsumer(setupCtx, js, cfg, log); err != nil {
+		if ctx.Err() != nil {
+			// Told to stop before the coordinator made the consumer.
+			return nil
 		}
-		if err := topology.Ensure(setupCtx, js, cfg.Topology); err != nil {
-			return fmt.Errorf("set up jetstream topology: %w", err)
-		}
+		return err
 	}
 
 	reg := cfg.Registry
@@ -213,6 +244,39 @@ func Serve(ctx context.Context, cfg ServiceConfig, purger Purger, ready func(con
 		log.Warn("nats drain", zap.Error(err))
 	}
 	return runErr
+}
+
+// awaitConsumer makes sure the category's consumer exists. The coordinator
+// owns the topology and updates it; a worker creates it only when it starts
+// first and may (not AwaitTopology), so that the two never fight over
+// settings. Otherwise it waits for the coordinator until ctx ends.
+func awaitConsumer(ctx context.Context, js jetstream.JetStream, cfg ServiceConfig, log *zap.Logger) error {
+	name := erasurev1.WorkerConsumer(cfg.Runtime.Category)
+	logged := false
+	for {
+		_, err := js.Consumer(ctx, erasurev1.TasksStream, name)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("look up the %s consumer (is JetStream enabled on the server? may this worker's NATS credentials read it?): %w", cfg.Runtime.Category, err)
+		}
+		if !cfg.AwaitTopology {
+			if err := topology.Ensure(ctx, js, cfg.Topology); err != nil {
+				return fmt.Errorf("set up jetstream topology (if the worker's NATS credentials may not, set LETHE_AWAIT_TOPOLOGY=true and start the coordinator): %w", err)
+			}
+			return nil
+		}
+		if !logged {
+			log.Info("waiting for the coordinator to create this worker's consumer", zap.String("consumer", name))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("consumer %s does not exist: start the coordinator, which creates the topology: %w", name, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
 
 func writeStatus(w http.ResponseWriter, code int, status string) {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/lethe-privacy/lethe/lib/consume"
+	"github.com/lethe-privacy/lethe/lib/redact"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 )
@@ -267,6 +269,9 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 	}()
 	res, purgeErr := r.purgeWithRetry(ctx, task)
 	stopHB()
+	// From here the error becomes a log line, a report, a dead letter and
+	// a lifecycle event: what a database quoted in it stays out.
+	purgeErr = redact.Error(purgeErr)
 
 	maxAttempts := maxDeliver
 	if r.cfg.Retry.MaxAttempts > 0 && (maxAttempts <= 0 || r.cfg.Retry.MaxAttempts < maxAttempts) {
@@ -291,16 +296,16 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 	case purgeErr == nil:
 		out = outcomeSucceeded
 		report.Outcome = erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED
-	case ctx.Err() != nil:
-		out = outcomeShutdown
-	case IsPermanent(purgeErr) || slices.Contains(r.cfg.Retry.NeverRetry, class):
-		out = outcomeFailed
 		for name, at := range res.Anchors {
 			if report.Anchors == nil {
 				report.Anchors = map[string]*timestamppb.Timestamp{}
 			}
 			report.Anchors[name] = timestamppb.New(at)
 		}
+	case ctx.Err() != nil:
+		out = outcomeShutdown
+	case IsPermanent(purgeErr) || slices.Contains(r.cfg.Retry.NeverRetry, class):
+		out = outcomeFailed
 		report.Outcome = erasurev1.TaskOutcome_TASK_OUTCOME_FAILED
 		report.ErrorCode = class
 		report.ErrorMessage = purgeErr.Error()
@@ -315,6 +320,11 @@ func (r *Runtime) handle(ctx context.Context, msg jetstream.Msg, maxDeliver int,
 		report.ErrorCode = class
 		report.ErrorMessage = purgeErr.Error()
 	}
+
+	// The message travels in the report, the dead letter's header, the
+	// job and a lifecycle event: bounded, so that a store's endless error
+	// text is never the reason a report is refused.
+	report.ErrorMessage = cutMessage(report.ErrorMessage, MaxErrorMessageBytes)
 
 	switch out {
 	case outcomeShutdown:
@@ -381,6 +391,9 @@ func (r *Runtime) purgeWithRetry(ctx context.Context, task Task) (Result, error)
 		// kept so the report covers every attempt of this delivery.
 		part, err := r.purger.Purge(attemptCtx, task)
 		res.ItemsPurged += part.ItemsPurged
+		if err == nil {
+			res.Anchors = part.Anchors
+		}
 		if err != nil && IsPermanent(err) {
 			return backoff.Permanent(err)
 		}
@@ -395,6 +408,24 @@ func (r *Runtime) purgeWithRetry(ctx context.Context, task Task) (Result, error)
 		err = fmt.Errorf("purge timed out after %s: %w", r.cfg.PurgeTimeout, err)
 	}
 	return res, err
+}
+
+// MaxErrorMessageBytes bounds the error message of a report (the
+// coordinator refuses reports with longer ones).
+const MaxErrorMessageBytes = 2048
+
+// cutMessage cuts s to at most n bytes at a character boundary, marking
+// the cut.
+func cutMessage(s string, n int) string {
+	const mark = " …(cut)"
+	if len(s) <= n {
+		return s
+	}
+	end := n - len(mark)
+	for end > 0 && !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return s[:end] + mark
 }
 
 // redeliveryDelay is the nak delay after the given delivery failed.
@@ -452,17 +483,14 @@ func (r *Runtime) publishReport(ctx context.Context, rep *erasurev1.TaskReport) 
 
 func (r *Runtime) answerFootprint(ctx context.Context, m *nats.Msg) {
 	reply := &erasurev1.FootprintReply{Category: r.cfg.Category}
-	var req erasurev1.FootprintRequest
-	if err := proto.Unmarshal(m.Data, &req); err != nil {
-		reply.Error = "undecodable footprint request"
-	} else if len(req.GetAccountIds()) == 0 || len(req.GetAccountIds()) > 1000 {
-		reply.Error = "a footprint request names 1 to 1000 accounts"
+	if ids, err := DecodeFootprintRequest(m.Data); err != nil {
+		reply.Error = err.Error()
 	} else {
 		fctx, cancel := context.WithTimeout(ctx, r.cfg.FootprintTimeout)
-		fps, err := r.purger.Footprint(fctx, req.GetAccountIds())
+		fps, err := r.purger.Footprint(fctx, ids)
 		cancel()
 		if err != nil {
-			r.log.Warn("footprint query failed", zap.Int("accounts", len(req.GetAccountIds())), zap.Error(err))
+			r.log.Warn("footprint query failed", zap.Int("accounts", len(ids)), zap.Error(redact.Error(err)))
 			reply.Error = "footprint query failed; see the worker's log"
 		}
 		for _, fp := range fps {

@@ -133,11 +133,24 @@ func TestOutcomes(t *testing.T) {
 		wantCode     string
 		wantItems    int64
 		wantMinCalls int32
+		wantAnchor   time.Time
 	}{
 		{
 			name:        "success is reported and acked",
 			purge:       func(int32) (worker.Result, error) { return worker.Result{ItemsPurged: 42}, nil },
 			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED, wantAttempt: 1, wantItems: 42, wantMinCalls: 1,
+		},
+		{
+			name: "anchors for later stages are reported with the success",
+			purge: func(calls int32) (worker.Result, error) {
+				if calls == 1 {
+					// A failed attempt's anchors must not survive it.
+					return worker.Result{Anchors: map[string]time.Time{"invoice_issued": time.Unix(1, 0)}}, errors.New("connection reset")
+				}
+				return worker.Result{ItemsPurged: 3, Anchors: map[string]time.Time{"invoice_issued": time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}}, nil
+			},
+			wantOutcome: erasurev1.TaskOutcome_TASK_OUTCOME_SUCCEEDED, wantAttempt: 2, wantItems: 3, wantMinCalls: 2,
+			wantAnchor: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
 		},
 		{
 			name:        "already gone is success with zero items",
@@ -196,6 +209,9 @@ func TestOutcomes(t *testing.T) {
 			if r.GetOutcome() != tt.wantOutcome || r.GetAttempt() != tt.wantAttempt || r.GetErrorCode() != tt.wantCode || r.GetItemsPurged() != tt.wantItems {
 				t.Errorf("report = outcome %v attempt %d code %q items %d; want %v %d %q %d",
 					r.GetOutcome(), r.GetAttempt(), r.GetErrorCode(), r.GetItemsPurged(), tt.wantOutcome, tt.wantAttempt, tt.wantCode, tt.wantItems)
+			}
+			if a := r.GetAnchors()["invoice_issued"]; tt.wantAnchor.IsZero() != (a == nil) || (a != nil && !a.AsTime().Equal(tt.wantAnchor)) {
+				t.Errorf("report anchor %v, want %v", a, tt.wantAnchor)
 			}
 			if r.GetJobId() != "job1" || r.GetAccountId() != "acc-job1" || r.GetCategory() != category || r.GetStage() != "erase" || r.GetGeneration() != 1 || r.GetWorkerId() != "test-worker" {
 				t.Errorf("report does not identify its task: %v", r)

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,7 +83,11 @@ func Decode(data []byte, contentType string) (*accountsv1.AccountDeleted, error)
 	}
 	if contentType == erasurev1.ContentTypeJSON {
 		if err := protojson.Unmarshal(data, &ev); err != nil {
-			return nil, fmt.Errorf("decode json event: %w", err)
+			// protojson's message quotes the offending field name or value,
+			// which in a dashboard event can be personal data ("invalid
+			// google.protobuf.Timestamp value \"alice@example.com\""): keep
+			// only where it is.
+			return nil, fmt.Errorf("decode json event: not a protojson AccountDeleted%s", jsonPosition(err))
 		}
 		return &ev, nil
 	}
@@ -89,6 +95,17 @@ func Decode(data []byte, contentType string) (*accountsv1.AccountDeleted, error)
 		return nil, fmt.Errorf("decode protobuf event: %w", err)
 	}
 	return &ev, nil
+}
+
+// jsonPositionPattern finds protojson's "(line 1:23)" in its errors.
+var jsonPositionPattern = regexp.MustCompile(`\(line \d+:\d+\)`)
+
+// jsonPosition is " at line L:C" from a protojson error, or "".
+func jsonPosition(err error) string {
+	if p := jsonPositionPattern.FindString(err.Error()); p != "" {
+		return " at " + strings.Trim(p, "()")
+	}
+	return ""
 }
 
 // RequestOf turns an event into an erasure request, with defaults for the

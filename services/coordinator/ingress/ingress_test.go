@@ -45,6 +45,30 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeErrorsQuoteNothing: protojson's own messages quote the field
+// or value it choked on; Decode keeps only the position, so that a
+// rejection reason can be stored and shown without the event's content.
+func TestDecodeErrorsQuoteNothing(t *testing.T) {
+	const secret = "alice@example.com"
+	tests := []struct {
+		name string
+		data string
+		want string
+	}{
+		{"unknown field", `{"accountId":"acc-1","` + secret + `":1}`, "decode json event: not a protojson AccountDeleted at line 1:22"},
+		{"bad timestamp", `{"accountId":"acc-1","deletedAt":"` + secret + `"}`, "decode json event: not a protojson AccountDeleted at line 1:34"},
+		{"wrong type", `{"accountId":["` + secret + `"]}`, "decode json event: not a protojson AccountDeleted at line 1:14"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.data), erasurev1.ContentTypeJSON)
+			if err == nil || strings.Contains(err.Error(), secret) || err.Error() != tt.want {
+				t.Errorf("Decode() error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestRequestOfFillsDefaults(t *testing.T) {
 	r := RequestOf(&accountsv1.AccountDeleted{AccountId: "acc-1"})
 	if r.Origin != jobs.OriginDashboard || r.RequestedBy != "dashboard" || r.Reason == "" {

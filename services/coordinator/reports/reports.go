@@ -28,12 +28,29 @@ var ErrBadReport = errors.New("bad report message")
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
-// Decode decodes a worker's report and checks its ids, category and
-// outcome. Errors wrap ErrBadReport and name the field, never its value.
+const (
+	// MaxReportBytes bounds a report message. A worker's report is well
+	// under a kilobyte; a larger one is no report of ours, and applying it
+	// would copy it into the job, a lifecycle event and API answers.
+	MaxReportBytes = 64 << 10
+	// MaxErrorMessageBytes bounds a report's error message (the worker
+	// runtime cuts its own at worker.MaxErrorMessageBytes, less).
+	MaxErrorMessageBytes = 4 << 10
+)
+
+// Decode decodes a worker's report and checks its size, ids, category,
+// outcome and error message. Errors wrap ErrBadReport and name the field,
+// never its value.
 func Decode(data []byte) (*erasurev1.TaskReport, error) {
+	if len(data) > MaxReportBytes {
+		return nil, fmt.Errorf("%w: %d bytes exceed %d", ErrBadReport, len(data), MaxReportBytes)
+	}
 	var rep erasurev1.TaskReport
 	if err := proto.Unmarshal(data, &rep); err != nil {
 		return nil, fmt.Errorf("%w: not a protobuf TaskReport", ErrBadReport)
+	}
+	if len(rep.GetErrorMessage()) > MaxErrorMessageBytes || len(rep.GetErrorCode()) > 64 {
+		return nil, fmt.Errorf("%w: error_message longer than %d bytes or error_code longer than 64", ErrBadReport, MaxErrorMessageBytes)
 	}
 	switch {
 	case !idPattern.MatchString(rep.GetJobId()):
@@ -113,7 +130,11 @@ func (in *Intake) handle(ctx context.Context, msg jetstream.Msg) {
 	rep, err := Decode(msg.Data())
 	if err != nil {
 		_ = msg.Term()
-		in.rejected.WithLabelValues("undecodable").Inc()
+		reason := "undecodable"
+		if len(msg.Data()) > MaxReportBytes {
+			reason = "oversized"
+		}
+		in.rejected.WithLabelValues(reason).Inc()
 		log.Error("report rejected", zap.Int("bytes", len(msg.Data())), zap.Error(err))
 		return
 	}
