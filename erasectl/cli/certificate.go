@@ -207,7 +207,7 @@ func writeCertificate(p *program, c certificate.Certificate) error {
 	if !c.FinishedBeforeDeadline {
 		deadline = c.Deadline + " (MISSED)"
 	}
-	if err := writeFields(p.stdout, [][2]string{
+	fields := [][2]string{
 		{"issued", c.IssuedAt + " by " + c.Issuer},
 		{"job", c.JobID},
 		{"account", c.AccountID},
@@ -219,7 +219,18 @@ func writeCertificate(p *program, c certificate.Certificate) error {
 		{"deadline", deadline},
 		{"items purged", strconv.FormatInt(c.ItemsPurged, 10)},
 		{"policy version", orDash(c.PolicyVersion)},
-	}); err != nil {
+	}
+	extra := fields
+	if c.PolicyFingerprint != "" {
+		extra = append(extra, [2]string{"policy fingerprint", c.PolicyFingerprint})
+	}
+	if c.ErasedAt != "" {
+		extra = append(extra, [2]string{"erased", c.ErasedAt})
+	}
+	if c.OriginalDeadline != "" {
+		extra = append(extra, [2]string{"original deadline", c.OriginalDeadline + " (extended, see actions)"})
+	}
+	if err := writeFields(p.stdout, extra); err != nil {
 		return err
 	}
 	fmt.Fprintln(p.stdout)
@@ -248,8 +259,25 @@ func writeCertificate(p *program, c certificate.Certificate) error {
 			if r.RetainedUntil != "" {
 				until = r.RetainedUntil + " (" + r.Until + ")"
 			}
+			if r.DeletedAt != "" {
+				until += "; deleted " + r.DeletedAt
+			}
 			fmt.Fprintln(p.stdout, "  "+cell(r.Category+": "+r.What))
-			fmt.Fprintln(p.stdout, "    legal basis: "+cell(r.LegalBasis)+"; until "+cell(until))
+			fmt.Fprintln(p.stdout, "    until: "+cell(until))
+			fmt.Fprintln(p.stdout, "    legal basis: "+cell(r.LegalBasis))
+		}
+	}
+	if len(c.Actions) > 0 {
+		fmt.Fprintln(p.stdout, "\nactions:")
+		for _, a := range c.Actions {
+			line := fmt.Sprintf("%s at %s by %s: %s", a.Kind, a.At, a.Actor, a.Reason)
+			if a.Months > 0 {
+				line += fmt.Sprintf(" (+%d month(s))", a.Months)
+			}
+			if a.Ticket != "" {
+				line += " [" + a.Ticket + "]"
+			}
+			fmt.Fprintln(p.stdout, "  "+cell(line))
 		}
 	}
 	return nil

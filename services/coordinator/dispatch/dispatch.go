@@ -54,6 +54,11 @@ type Options struct {
 	// Lease, when set, elects the one replica that schedules (see package
 	// lease); without it this dispatcher always schedules, unfenced.
 	Lease Leaser
+	// ResendAfter is how long a claimed task may wait for its message to
+	// be known stored before the scheduler sends it again (a crash between
+	// claim and publish); default 15s. The resend carries the same
+	// Nats-Msg-Id, so a message that was stored after all is not doubled.
+	ResendAfter time.Duration
 	// BeforePublish, when set, is called between claiming a task and
 	// publishing it: tests use it to pause a leader at the worst moment.
 	BeforePublish func(jobID string, task jobs.TaskKey)
@@ -97,6 +102,9 @@ func New(store *jobstore.Store, js Publisher, rec Recorder, log *zap.Logger, reg
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ResendAfter <= 0 {
+		opts.ResendAfter = 15 * time.Second
 	}
 	m := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "lethe_tasks_dispatched_total",
@@ -263,6 +271,9 @@ func (d *Dispatcher) loop(ctx context.Context) error {
 // DispatchDue publishes up to one batch of due tasks and returns how many
 // it handled.
 func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
+	if err := d.resendClaimed(ctx); err != nil {
+		return 0, err
+	}
 	due, err := d.store.Due(ctx, d.opts.Now(), d.opts.Batch)
 	if err != nil {
 		return 0, err
@@ -315,20 +326,13 @@ func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
 	if err != nil {
 		return err
 	}
-	if fence := d.fence.Load(); fence > 0 {
-		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fence, 10))
-		msg.Header.Set(expectedLastSubjSeqSubjHeader, erasurev1.SchedulerFenceSubject)
-	}
+	d.fenceMsg(msg)
 	if d.opts.BeforePublish != nil {
 		d.opts.BeforePublish(e.JobID, e.Task)
 	}
 	ack, err := d.js.PublishMsg(ctx, msg)
 	if err != nil {
-		perr := fmt.Errorf("publish %s task of job %s: %w", t.Category, j.ID, err)
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			perr = fmt.Errorf("%w: %w", ErrDeposed, perr)
-		}
+		perr := d.publishError(err, fmt.Errorf("publish %s task of job %s: %w", t.Category, j.ID, err))
 		// Give the claim back, so that the next leader (or round) sends
 		// it; should this fail, reconciliation finds the task dispatched
 		// without a message and sends it.
@@ -360,6 +364,64 @@ func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
 		}
 	}
 	return nil
+}
+
+// resendClaimed sends again the tasks claimed long ago whose message is
+// not known to be stored: a crash (or a deposed leader) between the claim
+// and the publish, or between the publish and noting its sequence.
+func (d *Dispatcher) resendClaimed(ctx context.Context) error {
+	old, err := d.store.Claimed(ctx, d.opts.Now().Add(-d.opts.ResendAfter), d.opts.Batch)
+	if err != nil {
+		return err
+	}
+	for _, e := range old {
+		j, err := d.store.Get(ctx, e.JobID)
+		if errors.Is(err, jobs.ErrNotFound) {
+			_ = d.store.DropClaimed(ctx, e.JobID, e.Task)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		t, err := j.Task(e.Task)
+		if err != nil || t.Status != jobs.TaskDispatched || t.MsgSeq != 0 || t.DispatchedAt == nil {
+			_ = d.store.DropClaimed(ctx, e.JobID, e.Task)
+			continue
+		}
+		msg, err := taskMessage(j, t, *t.DispatchedAt)
+		if err != nil {
+			return err
+		}
+		d.fenceMsg(msg)
+		ack, err := d.js.PublishMsg(ctx, msg)
+		if err != nil {
+			return d.publishError(err, fmt.Errorf("re-send claimed %s task of job %s: %w", t.Category, j.ID, err))
+		}
+		gen := t.Generation
+		if _, err := d.store.Update(ctx, j.ID, func(j *jobs.Job) error {
+			return j.SetMsgSeq(e.Task, gen, ack.Sequence)
+		}); err != nil {
+			return fmt.Errorf("note where the re-sent %s task of job %s sits: %w", e.Task.Category, e.JobID, err)
+		}
+		d.log.Info("re-sent a task claimed without a stored message", zap.String("job_id", j.ID), zap.String("category", t.Category), zap.Bool("was_duplicate", ack.Duplicate))
+	}
+	return nil
+}
+
+func (d *Dispatcher) fenceMsg(msg *nats.Msg) {
+	if fence := d.fence.Load(); fence > 0 {
+		msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(fence, 10))
+		msg.Header.Set(expectedLastSubjSeqSubjHeader, erasurev1.SchedulerFenceSubject)
+	}
+}
+
+// publishError marks a publish refused by the fence as ErrDeposed.
+func (d *Dispatcher) publishError(err, wrapped error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fmt.Errorf("%w: %w", ErrDeposed, wrapped)
+	}
+	return wrapped
 }
 
 // expectedLastSubjSeqSubjHeader makes the stream check

@@ -58,6 +58,12 @@ func (s *Store) statusIndex(st jobs.Status) string {
 // DueKey is the sorted set of scheduled tasks by due time (unix ms).
 func (s *Store) DueKey() string { return s.prefix + "due" }
 
+// ClaimedKey is the sorted set of tasks claimed for dispatch whose message
+// is not known to be stored yet (dispatched, no stream sequence), by
+// claim time (unix ms): the scheduler re-sends those whose publish a crash
+// may have cut off.
+func (s *Store) ClaimedKey() string { return s.prefix + "claimed" }
+
 // dueMember names a task in the due index.
 func dueMember(jobID string, k jobs.TaskKey) string {
 	return jobID + "|" + k.Category + "|" + k.Stage
@@ -251,6 +257,12 @@ func (s *Store) indexChanges(ctx context.Context, p redis.Pipeliner, before, aft
 	for i := range after.Tasks {
 		t := &after.Tasks[i]
 		m := dueMember(after.ID, t.Key())
+		switch claimed := t.Status == jobs.TaskDispatched && t.MsgSeq == 0 && t.DispatchedAt != nil; {
+		case claimed:
+			p.ZAdd(ctx, s.ClaimedKey(), redis.Z{Score: float64(t.DispatchedAt.UnixMilli()), Member: m})
+		case i < len(before.Tasks) && before.Tasks[i].Status == jobs.TaskDispatched && before.Tasks[i].MsgSeq == 0:
+			p.ZRem(ctx, s.ClaimedKey(), m)
+		}
 		// A held or ended job has nothing due: release puts its
 		// scheduled tasks back with their original due times.
 		if t.Status == jobs.TaskScheduled && after.Status.Dispatchable() {
@@ -301,6 +313,34 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		return time.Time{}, false, nil
 	}
 	return time.UnixMilli(int64(zs[0].Score)).UTC(), true, nil
+}
+
+// Claimed returns up to limit tasks claimed for dispatch at or before
+// `before` whose message is not known to be stored, oldest first.
+func (s *Store) Claimed(ctx context.Context, before time.Time, limit int64) ([]DueEntry, error) {
+	zs, err := s.rdb.ZRangeArgsWithScores(ctx, redis.ZRangeArgs{
+		Key: s.ClaimedKey(), Start: "-inf", Stop: strconv.FormatInt(before.UnixMilli(), 10), ByScore: true, Count: limit,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read claimed tasks: %w", err)
+	}
+	out := make([]DueEntry, 0, len(zs))
+	for _, z := range zs {
+		m, _ := z.Member.(string)
+		id, k, err := ParseDueMember(m)
+		if err != nil {
+			s.rdb.ZRem(ctx, s.ClaimedKey(), m)
+			continue
+		}
+		out = append(out, DueEntry{JobID: id, Task: k, DueAt: time.UnixMilli(int64(z.Score)).UTC()})
+	}
+	return out, nil
+}
+
+// DropClaimed removes a claimed entry that no longer stands for a task
+// to send.
+func (s *Store) DropClaimed(ctx context.Context, jobID string, k jobs.TaskKey) error {
+	return s.rdb.ZRem(ctx, s.ClaimedKey(), dueMember(jobID, k)).Err()
 }
 
 // DropDue removes a due entry whose job no longer exists.
