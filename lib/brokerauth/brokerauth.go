@@ -69,6 +69,21 @@ func ackSubjects(stream, consumer string) string {
 	return "$JS.ACK." + stream + "." + consumer + ".>"
 }
 
+// streamReader is what reading a stream takes: its info, single messages,
+// and ordered (ephemeral, unacknowledged) consumers on it — nothing that
+// writes to it, purges it or changes a durable consumer.
+func streamReader(stream string) []string {
+	return []string{
+		jsAPI + "STREAM.INFO." + stream,
+		jsAPI + "STREAM.MSG.GET." + stream,
+		jsAPI + "DIRECT.GET." + stream + ".>",
+		jsAPI + "CONSUMER.CREATE." + stream + ".>",
+		jsAPI + "CONSUMER.INFO." + stream + ".*",
+		jsAPI + "CONSUMER.MSG.NEXT." + stream + ".*",
+		jsAPI + "CONSUMER.DELETE." + stream + ".*",
+	}
+}
+
 // Users returns the identities and their permissions for the categories.
 // The order is the configuration's order.
 func Users(categories []string) []User {
@@ -114,9 +129,10 @@ func Users(categories []string) []User {
 			Subscribe: []string{InboxPrefix(Dashboard) + ".>"},
 		},
 		User{
-			Identity:  Erasectl,
-			Why:       "erasectl: asks the workers for footprints and can publish the dashboard's event",
-			Publish:   []string{erasurev1.FootprintSubjectPrefix + "*", erasurev1.AccountDeletedSubject},
+			Identity: Erasectl,
+			Why:      "erasectl: asks the workers for footprints, can publish the dashboard's event, and reads the lifecycle stream to verify the audit trail (audit verify --key)",
+			Publish: append([]string{erasurev1.FootprintSubjectPrefix + "*", erasurev1.AccountDeletedSubject},
+				streamReader(erasurev1.LifecycleStream)...),
 			Subscribe: []string{InboxPrefix(Erasectl) + ".>"},
 		},
 	)

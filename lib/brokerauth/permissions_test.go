@@ -277,6 +277,32 @@ func TestBrokerPermissions(t *testing.T) {
 		{brokerauth.Erasectl, "publish the account-deletion event", allowed, publish(erasurev1.AccountDeletedSubject, empty)},
 		{brokerauth.Erasectl, "publish a task", denied, publish(erasurev1.TaskSubject(own), task(own))},
 		{brokerauth.Erasectl, "delete a stream", denied, publish("$JS.API.STREAM.DELETE."+erasurev1.TasksStream, empty)},
+		{brokerauth.Erasectl, "read the lifecycle stream (audit walk)", allowed, func(t *testing.T, c *client) outcome {
+			// What audit.Walk does: stream info, then an ordered consumer.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.js.Stream(ctx, erasurev1.LifecycleStream); err != nil {
+				return denied
+			}
+			cons, err := c.js.OrderedConsumer(ctx, erasurev1.LifecycleStream, jetstream.OrderedConsumerConfig{})
+			if err != nil {
+				return denied
+			}
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return denied
+			}
+			n := 0
+			for range batch.Messages() {
+				n++
+			}
+			if n != 1 || batch.Error() != nil {
+				return denied
+			}
+			return allowed
+		}},
+		{brokerauth.Erasectl, "publish a lifecycle event", denied, publish(lifecycle, empty)},
+		{brokerauth.Erasectl, "purge the lifecycle stream", denied, publish("$JS.API.STREAM.PURGE."+erasurev1.LifecycleStream, empty)},
 	}
 
 	for i, cat := range categories {
