@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,8 @@ type Options struct {
 	// Lease, when set, elects the one replica that schedules (see package
 	// lease); without it this dispatcher always schedules, unfenced.
 	Lease Leaser
+	// Parallel bounds the tasks of a round dispatched at once; default 16.
+	Parallel int
 	// ResendAfter is how long a claimed task may wait for its message to
 	// be known stored before the scheduler sends it again (a crash between
 	// claim and publish); default 15s. The resend carries the same
@@ -102,6 +105,9 @@ func New(store *jobstore.Store, js Publisher, rec Recorder, log *zap.Logger, reg
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 16
 	}
 	if opts.ResendAfter <= 0 {
 		opts.ResendAfter = 15 * time.Second
@@ -278,10 +284,40 @@ func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Each task is a few round trips to Redis and one to NATS: a round's
+	// tasks go out Parallel at a time. Tasks of one job serialise on the
+	// job's WATCH (a conflict retries), so order does not matter.
+	sem := make(chan struct{}, d.opts.Parallel)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
 	for _, e := range due {
-		if err := d.dispatch(ctx, e); err != nil {
-			return 0, err
+		sem <- struct{}{}
+		mu.Lock()
+		stop := firstErr != nil
+		mu.Unlock()
+		if stop {
+			<-sem
+			break
 		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := d.dispatch(ctx, e); err != nil {
+				mu.Lock()
+				// A deposed leader's error wins: it must stop scheduling.
+				if firstErr == nil || errors.Is(err, ErrDeposed) {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, firstErr
 	}
 	return len(due), nil
 }
