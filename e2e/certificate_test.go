@@ -39,7 +39,7 @@ func TestCertificateOfAnErasureVerifiesOfflineAndDetectsTampering(t *testing.T) 
 		t.Fatalf("signing key file: %v", err)
 	}
 
-	if rc, _, stderr := p.erasectl(t, "request", "acc-cert", "--requested-by", "privacy:audit", "--reason", "DSR 9001"); rc != 0 {
+	if rc, _, stderr := p.erasectl(t, "request", "acc-cert", "--reason", "DSR 9001"); rc != 0 {
 		t.Fatalf("request: exit %d %s", rc, stderr)
 	}
 	job := p.waitJob(t, "acc-cert", 30*time.Second)
@@ -88,7 +88,7 @@ func TestCertificateOfAnErasureVerifiesOfflineAndDetectsTampering(t *testing.T) 
 	if rc != 0 {
 		t.Fatalf("verify: exit %d %s", rc, stderr)
 	}
-	for _, want := range []string{"valid (ed25519, key " + key.KeyID + ")", "acc-cert", "privacy:audit", "completed", "contacts",
+	for _, want := range []string{"valid (ed25519, key " + key.KeyID + ")", "acc-cert", privacyPrincipal, "completed", "contacts",
 		strconv.FormatInt(before, 10)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("verify output lacks %q:\n%s", want, out)

@@ -83,6 +83,7 @@ func TestCoordinatorKilledDuringFanOutDispatchesEveryTaskOnce(t *testing.T) {
 		"LETHE_CATEGORIES=contacts",
 		"LETHE_CERTIFICATE_KEY="+filepath.Join(t.TempDir(), "certificate.pem"),
 	)
+	env = append(env, coordinatorTestEnv(t)...)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin)
 		cmd.Env = env

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ func startPipelineWith(t *testing.T, adjust func(*app.Config)) *pipeline {
 	if adjust != nil {
 		adjust(&cfg)
 	}
+	withAPITokens(t, &cfg)
 	if cfg.Policy == nil {
 		cfg.Policy = immediatePolicy(cfg.Categories)
 	}
@@ -156,7 +158,17 @@ func (p *pipeline) publishEvent(t *testing.T, ev *accountsv1.AccountDeleted) {
 	}
 }
 
+// call calls the API as the privacy team (privacy:ops), or as an SRE
+// (sre:kim) on the operations routes and the metrics scraper on /metrics
+// (roleFor).
 func (p *pipeline) call(t *testing.T, method, path string, body any) (int, []byte) {
+	t.Helper()
+	u, _ := url.Parse(path)
+	return p.callAs(t, principalOf(roleFor(u.Path)), method, path, body)
+}
+
+// callAs calls the API with the token of a test principal ("" for none).
+func (p *pipeline) callAs(t *testing.T, principal, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -165,6 +177,9 @@ func (p *pipeline) call(t *testing.T, method, path string, body any) (int, []byt
 	}
 	req, _ := http.NewRequest(method, p.api+path, r)
 	req.Header.Set("Content-Type", "application/json")
+	if principal != "" {
+		req.Header.Set("Authorization", "Bearer "+tokenOf(principal))
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
@@ -379,7 +394,9 @@ func TestMalformedEventIsRejectedVisiblyAndDoesNotBlock(t *testing.T) {
 // metric sums the samples of a metric family on the coordinator's /metrics.
 func metric(t *testing.T, api, name string) (string, float64) {
 	t.Helper()
-	resp, err := http.Get(api + "/metrics")
+	req, _ := http.NewRequest(http.MethodGet, api+"/metrics", nil)
+	addAuth(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

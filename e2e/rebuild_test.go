@@ -154,7 +154,7 @@ func TestRedisFlushedMidRunEveryJobStillCompletes(t *testing.T) {
 
 	// The SRE rebuilds.
 	var stdout, stderr bytes.Buffer
-	env := map[string]string{"LETHE_API_URL": p.api}
+	env := map[string]string{"LETHE_API_URL": p.api, "LETHE_API_TOKEN": tokenOf(srePrincipal)}
 	rc := cli.Main(context.Background(), []string{"admin", "rebuild", "-o", "json"}, func(k string) string { return env[k] }, &stdout, &stderr)
 	var sum apiv1.RebuildSummary
 	if err := json.Unmarshal(stdout.Bytes(), &sum); rc != cli.ExitOK || err != nil {

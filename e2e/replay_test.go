@@ -49,7 +49,7 @@ func TestFailedJobReplayedAfterTheFixCompletes(t *testing.T) {
 	store.broken.Store(false)
 	// The SRE's way: erasectl replay --wait against the real coordinator.
 	var stdout, stderr bytes.Buffer
-	env := map[string]string{"LETHE_API_URL": p.api}
+	env := map[string]string{"LETHE_API_URL": p.api, "LETHE_API_TOKEN": tokenOf(srePrincipal)}
 	rc := cli.Main(context.Background(), []string{"replay", j.ID, "--requested-by", "sre:kim", "--reason", "grants restored", "--wait", "-o", "json"},
 		func(k string) string { return env[k] }, &stdout, &stderr)
 	var replayed apiv1.Job
@@ -79,7 +79,7 @@ func TestFailedJobReplayedAfterTheFixCompletes(t *testing.T) {
 	}
 
 	// Replaying the completed job's task again erases nothing twice.
-	code, _ = p.call(t, "POST", "/v1/erasures/"+j.ID+"/replay", apiv1.ReplayRequest{Category: "contacts", RequestedBy: "sre:kim", Reason: "verify"})
+	code, _ = p.callAs(t, srePrincipal, "POST", "/v1/erasures/"+j.ID+"/replay", apiv1.ReplayRequest{Category: "contacts", RequestedBy: "sre:kim", Reason: "verify"})
 	if code != http.StatusOK {
 		t.Fatalf("replay of a completed task = %d", code)
 	}
@@ -95,7 +95,7 @@ func TestFailedJobReplayedAfterTheFixCompletes(t *testing.T) {
 		t.Errorf("items after replaying a completed task = %d, want still %d", again.Tasks[0].ItemsPurged, want)
 	}
 	// Conflicts answer 409 with the state.
-	code, body = p.call(t, "POST", "/v1/erasures/"+j.ID+"/replay", apiv1.ReplayRequest{RequestedBy: "sre:kim", Reason: "nothing failed"})
+	code, body = p.callAs(t, srePrincipal, "POST", "/v1/erasures/"+j.ID+"/replay", apiv1.ReplayRequest{RequestedBy: "sre:kim", Reason: "nothing failed"})
 	if code != http.StatusConflict {
 		t.Errorf("replay without failed tasks = %d %s, want 409", code, body)
 	}

@@ -14,11 +14,16 @@ import (
 )
 
 // erasectl runs the real CLI against the pipeline and returns its exit
-// code and output.
+// code and output. It calls the API as sre:kim for the SRE's commands
+// (replay, dead-letters, reconcile, admin), as privacy:ops for the rest.
 func (p *pipeline) erasectl(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	env := map[string]string{"LETHE_API_URL": p.api, "LETHE_NATS_URL": p.nats.URL}
+	principal := privacyPrincipal
+	if len(args) > 0 && (args[0] == "replay" || args[0] == "dead-letters" || args[0] == "reconcile" || args[0] == "admin") {
+		principal = srePrincipal
+	}
+	env := map[string]string{"LETHE_API_URL": p.api, "LETHE_NATS_URL": p.nats.URL, "LETHE_API_TOKEN": tokenOf(principal)}
 	rc := cli.Main(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
 	return rc, stdout.String(), stderr.String()
 }

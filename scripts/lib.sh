@@ -13,6 +13,8 @@
 #   LETHE_NATS_HTTP_PORT   its monitoring port (default 8333)
 #   LETHE_NATS_SYNC        its JetStream sync_interval (default 2m, the
 #                          server's own default; "always" fsyncs every write)
+#   LETHE_NATS_AUTH_DIR    a directory from lethe-nats-auth keys: start_nats
+#                          enforces its per-service nkeys and permissions
 
 LETHE_NATS_VERSION=v2.15.3
 LETHE_GO_MIN_MINOR=26 # Go 1.26 or newer
@@ -439,6 +441,13 @@ jetstream {
   sync_interval: "${LETHE_NATS_SYNC:-2m}"
 }
 EOF
+  # Per-service credentials (lethe-nats-auth keys wrote the directory):
+  # nats-server resolves an include from the including file's directory.
+  if [ -n "${LETHE_NATS_AUTH_DIR:-}" ]; then
+    [ -r "$LETHE_NATS_AUTH_DIR/auth.conf" ] ||
+      die "LETHE_NATS_AUTH_DIR=$LETHE_NATS_AUTH_DIR holds no auth.conf" "run lethe-nats-auth keys -dir $LETHE_NATS_AUTH_DIR"
+    printf 'include "%s"\n' "$(realpath --relative-to="$run" "$LETHE_NATS_AUTH_DIR/auth.conf")" >>"$conf"
+  fi
   say "starting nats-server $LETHE_NATS_VERSION on $LETHE_NATS_URL_LOCAL (JetStream, store .lethe/nats)"
   : >"$LETHE_NATS_LOG"
   nohup "$LETHE_NATS_BIN" -c "$conf" >>"$LETHE_NATS_LOG" 2>&1 </dev/null &

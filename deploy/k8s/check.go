@@ -53,11 +53,15 @@ func (p Problem) Error() string { return p.Object + ": " + p.Field + ": " + p.Ms
 // exists (Secrets only when the overlay renders them), and every path a
 // Lethe service writes is on a writable volume. Lethe's own containers
 // (images lethe/*) serve /healthz and /readyz on the port of
-// LETHE_HTTP_ADDR, and get want.StreamReplicas. Services select pods and
-// target their named ports; ConfigMaps hold no credentials; literal env
-// values are not credentials. NATS runs want.StreamReplicas nodes with a
-// route to each, its store on a claim template; the coordinator's
-// sentinels are the redis-sentinel StatefulSet's pods.
+// LETHE_HTTP_ADDR, get want.StreamReplicas, and connect to NATS as
+// themselves: LETHE_NATS_NKEY_SEED_FILE names their own seed
+// (<identity>.nk) on a read-only Secret volume that holds it alone.
+// Services select pods and target their named ports; ConfigMaps hold no
+// credentials; literal env values are not credentials. NATS runs
+// want.StreamReplicas nodes with a route to each, its store on a claim
+// template, and a configuration that includes auth.conf (Lethe's
+// per-service permissions), whose public keys come from a Secret; the
+// coordinator's sentinels are the redis-sentinel StatefulSet's pods.
 func Check(objs []Object, want Expect) []error {
 	ix := newIndex(objs)
 	c := &checker{ix: ix, want: want}
@@ -269,9 +273,26 @@ func (c *checker) volumeRef(o Object, w workload, v corev1.Volume) {
 		if !c.ix.claims[v.PersistentVolumeClaim.ClaimName] {
 			c.add(o, field+".persistentVolumeClaim.claimName", "no PersistentVolumeClaim %q in the overlay", v.PersistentVolumeClaim.ClaimName)
 		}
+	case v.Projected != nil:
+		for i, src := range v.Projected.Sources {
+			sf := fmt.Sprintf("%s.projected.sources[%d]", field, i)
+			switch {
+			case src.ConfigMap != nil:
+				if c.ix.configMaps[src.ConfigMap.Name] == nil {
+					c.add(o, sf+".configMap.name", "no ConfigMap %q in the overlay", src.ConfigMap.Name)
+				}
+			case src.Secret != nil:
+				c.secretRef(o, sf+".secret.name", src.Secret.Name, "")
+				for _, it := range src.Secret.Items {
+					c.secretRef(o, sf+".secret.items["+it.Key+"]", src.Secret.Name, it.Key)
+				}
+			default:
+				c.add(o, sf, "only configMap and secret sources are expected")
+			}
+		}
 	case v.EmptyDir != nil:
 	default:
-		c.add(o, field, "only configMap, secret, persistentVolumeClaim and emptyDir volumes are expected")
+		c.add(o, field, "only configMap, secret, projected, persistentVolumeClaim and emptyDir volumes are expected")
 	}
 }
 
@@ -600,6 +621,7 @@ func (c *checker) lethe(w workload, field string, ct *corev1.Container, env map[
 			c.writable(w, field, ct, k, p)
 		}
 	}
+	c.natsSeed(w, field, ct, env)
 	for _, k := range keyFiles {
 		key, ok := env[k]
 		switch {
@@ -687,8 +709,126 @@ func splitHostPort(addr string) (string, int, error) {
 // confVar matches a $VARIABLE in a nats-server configuration file.
 var confVar = regexp.MustCompile(`\$([A-Za-z_][A-Za-z0-9_]*)`)
 
+// confQuoted matches a quoted string of a nats-server configuration
+// file, where a $ is literal ("$JS.API.>").
+var confQuoted = regexp.MustCompile(`"[^"]*"|'[^']*'`)
+
+// confInclude matches an include directive and captures its path.
+var confInclude = regexp.MustCompile(`(?m)^\s*include\s+["']?([^"'\s;]+)["']?`)
+
+// confDefine matches the definition of a variable (or any key, which
+// nats-server lets a $reference name too) at the start of a line.
+var confDefine = regexp.MustCompile(`(?m)^\s*([A-Za-z_][A-Za-z0-9_]*)\s*[:=]`)
+
+// confClustered matches a cluster block.
+var confClustered = regexp.MustCompile(`(?m)^\s*cluster\s*\{`)
+
+// natsAuthFile is the file of Lethe's per-service permissions
+// (deploy/nats/auth.conf, rendered by lib/brokerauth), as nats-server
+// configurations include it.
+const natsAuthFile = "auth.conf"
+
+// mountedFile is a file a container's volumes put in place.
+type mountedFile struct {
+	text   string
+	known  bool // its content is rendered here, not created in the cluster
+	secret bool
+}
+
+// mountedFiles maps the path of every file the ConfigMap, Secret and
+// projected volumes mounted in ct put in place to its content. A Secret
+// the overlay does not render, projected without items, may hold any
+// file: it is listed as dir + "/*".
+func (c *checker) mountedFiles(w workload, ct *corev1.Container) map[string]mountedFile {
+	files := map[string]mountedFile{}
+	for _, m := range ct.VolumeMounts {
+		i := slices.IndexFunc(w.tpl.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+		if i < 0 {
+			continue
+		}
+		v := &w.tpl.Spec.Volumes[i]
+		var cms []corev1.ConfigMapProjection
+		var secrets []corev1.SecretProjection
+		switch {
+		case v.ConfigMap != nil:
+			cms = append(cms, corev1.ConfigMapProjection{LocalObjectReference: v.ConfigMap.LocalObjectReference, Items: v.ConfigMap.Items})
+		case v.Secret != nil:
+			secrets = append(secrets, corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: v.Secret.SecretName}, Items: v.Secret.Items})
+		case v.Projected != nil:
+			for _, src := range v.Projected.Sources {
+				if src.ConfigMap != nil {
+					cms = append(cms, *src.ConfigMap)
+				}
+				if src.Secret != nil {
+					secrets = append(secrets, *src.Secret)
+				}
+			}
+		}
+		dir := strings.TrimSuffix(m.MountPath, "/") + "/"
+		for _, p := range cms {
+			cm := c.ix.configMaps[p.Name]
+			if cm == nil {
+				continue // reported by volumeRef
+			}
+			for key, text := range cm.Data {
+				if at, ok := projected(key, p.Items); ok {
+					files[dir+at] = mountedFile{text: text, known: true}
+				}
+			}
+		}
+		for _, p := range secrets {
+			s := c.ix.secrets[p.Name]
+			switch {
+			case s != nil:
+				for key, data := range s.Data {
+					if at, ok := projected(key, p.Items); ok {
+						files[dir+at] = mountedFile{text: string(data), known: true, secret: true}
+					}
+				}
+				for key, text := range s.StringData {
+					if at, ok := projected(key, p.Items); ok {
+						files[dir+at] = mountedFile{text: text, known: true, secret: true}
+					}
+				}
+			case len(p.Items) > 0:
+				for _, it := range p.Items {
+					files[dir+it.Path] = mountedFile{secret: true}
+				}
+			default:
+				files[dir+"*"] = mountedFile{secret: true}
+			}
+		}
+	}
+	return files
+}
+
+// projected returns the path key has in a volume with items, and whether
+// the volume holds it at all.
+func projected(key string, items []corev1.KeyToPath) (string, bool) {
+	if len(items) == 0 {
+		return key, true
+	}
+	for _, it := range items {
+		if it.Key == key {
+			return it.Path, true
+		}
+	}
+	return "", false
+}
+
+func lookup(files map[string]mountedFile, p string) (mountedFile, bool) {
+	if f, ok := files[p]; ok {
+		return f, true
+	}
+	f, ok := files[path.Dir(p)+"/*"]
+	return f, ok
+}
+
 // nats: as many nodes as stream replicas, a route to each, the JetStream
-// store on a claim template, every variable of the configuration file set.
+// store on a claim template, every variable of the configuration set, and
+// Lethe's permissions included: the configuration file (--config) reaches
+// auth.conf through its includes, and the public keys auth.conf includes
+// come from a Secret.
 func (c *checker) nats(w workload) {
 	o := w.obj
 	if int(w.replicas) != c.want.StreamReplicas {
@@ -700,28 +840,85 @@ func (c *checker) nats(w workload) {
 	ct := &w.tpl.Spec.Containers[0]
 	field := "spec.template.spec.containers[" + ct.Name + "]"
 	env := c.env(o, field, ct)
-	var conf string
-	for _, v := range w.tpl.Spec.Volumes {
-		if v.ConfigMap != nil && c.ix.configMaps[v.ConfigMap.Name] != nil {
-			for _, text := range c.ix.configMaps[v.ConfigMap.Name].Data {
-				conf += text
+	files := c.mountedFiles(w, ct)
+	entry, ok := flag(ct, "config", env)
+	if !ok {
+		entry, ok = flag(ct, "c", env)
+	}
+	if f, found := files[entry]; !ok || !found || f.secret {
+		c.add(o, field+".args", "--config %q is not a file of a mounted ConfigMap", entry)
+		entry = ""
+	}
+	// Follow the includes from the entry file, in order.
+	var (
+		reached  []string
+		authConf string
+		// opaque: files whose includes put a file here whose content is
+		// not rendered (a Secret from the cluster): their variables may be
+		// defined there.
+		opaque = map[string]bool{}
+	)
+	var visit func(p string)
+	visit = func(p string) {
+		if slices.Contains(reached, p) {
+			return
+		}
+		reached = append(reached, p)
+		f := files[p]
+		if path.Base(p) == natsAuthFile {
+			authConf = p
+		}
+		for _, m := range confInclude.FindAllStringSubmatch(f.text, -1) {
+			inc := m[1]
+			if !path.IsAbs(inc) {
+				inc = path.Join(path.Dir(p), inc)
+			}
+			g, ok := lookup(files, inc)
+			switch {
+			case !ok:
+				c.add(o, field+".volumeMounts", "%s includes %q, which no mounted ConfigMap or Secret puts at %s", p, m[1], inc)
+			case p == authConf && !g.secret:
+				c.add(o, field+".volumeMounts", "%s includes %s from a ConfigMap: the identities' keys come from a Secret made with their seeds (lethe-nats-auth keys)", p, inc)
+			case !g.known:
+				opaque[p] = true
+			default:
+				visit(inc)
 			}
 		}
 	}
-	if conf == "" {
-		c.add(o, field+".volumeMounts", "no configuration file from a ConfigMap")
+	if entry != "" {
+		visit(entry)
 	}
-	for _, line := range strings.Split(conf, "\n") {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+	switch {
+	case entry == "":
+	case authConf == "":
+		c.add(o, field+".args", "the configuration %s does not include %s (deploy/nats/auth.conf): every client would connect anonymously with every permission", entry, natsAuthFile)
+	case !strings.Contains(files[authConf].text, "authorization {"):
+		c.add(o, field+".volumeMounts", "%s has no authorization block: copy deploy/nats/auth.conf", authConf)
+	}
+	var conf, defined strings.Builder
+	for _, p := range reached {
+		conf.WriteString(files[p].text + "\n")
+		for _, m := range confDefine.FindAllStringSubmatch(files[p].text, -1) {
+			defined.WriteString(" " + m[1] + " ")
+		}
+	}
+	for _, p := range reached {
+		if opaque[p] {
 			continue
 		}
-		for _, m := range confVar.FindAllStringSubmatch(line, -1) {
-			if _, ok := env[m[1]]; !ok {
-				c.add(o, field+".env", "the configuration uses $%s, which the container's environment does not set", m[1])
+		for _, line := range strings.Split(files[p].text, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			for _, m := range confVar.FindAllStringSubmatch(confQuoted.ReplaceAllString(line, ""), -1) {
+				if _, ok := env[m[1]]; !ok && !strings.Contains(defined.String(), " "+m[1]+" ") {
+					c.add(o, field+".env", "%s uses $%s, which neither the configuration nor the container's environment sets", p, m[1])
+				}
 			}
 		}
 	}
-	clustered := regexp.MustCompile(`(?m)^\s*cluster\s*\{`).MatchString(conf)
+	clustered := confClustered.MatchString(conf.String())
 	switch {
 	case w.replicas > 1 && !clustered:
 		c.add(o, "spec.replicas", "%d nodes but the configuration has no cluster block", w.replicas)
@@ -745,6 +942,71 @@ func (c *checker) nats(w workload) {
 	if m, v := mountOf(w, ct, store); m == nil || v != nil || !slices.ContainsFunc(w.claims, func(p corev1.PersistentVolumeClaim) bool { return p.Name == m.Name }) {
 		c.add(o, field+".volumeMounts", "the JetStream store %q is not on a volume claim template", store)
 	}
+}
+
+// natsSeed: a Lethe service connects to NATS as its own identity
+// (deploy/nats/auth.conf refuses anonymous clients), with its seed
+// mounted read-only from a Secret that holds that seed alone; a worker
+// with credentials waits for the coordinator's topology, which its key
+// may not create.
+func (c *checker) natsSeed(w workload, field string, ct *corev1.Container, env map[string]string) {
+	o := w.obj
+	const k = "LETHE_NATS_NKEY_SEED_FILE"
+	seed := env[k]
+	ident := natsIdentity(ct.Image)
+	switch {
+	case seed == "":
+		c.add(o, field+".env["+k+"]", "not set: the broker refuses anonymous clients; mount the service's seed from its Secret and name the file here")
+		return
+	case !path.IsAbs(seed):
+		c.add(o, field+".env["+k+"]", "%q: give an absolute path on a mounted Secret", seed)
+		return
+	case ident != "" && path.Base(seed) != ident+".nk":
+		c.add(o, field+".env["+k+"]", "%q is not the seed of %s (%s.nk): each service connects as itself", seed, ident, ident)
+	}
+	m, v := mountOf(w, ct, seed)
+	switch {
+	case m == nil || v == nil || v.Secret == nil:
+		c.add(o, field+".volumeMounts", "%s %s is not in a Secret volume: mount the service's own Secret there", k, seed)
+		return
+	case !m.ReadOnly:
+		c.add(o, field+".volumeMounts["+m.Name+"].readOnly", "want true: the seed is the service's NATS identity")
+	}
+	// The Secret's key that the volume puts at the seed's path.
+	key, ok := strings.TrimPrefix(seed, strings.TrimSuffix(m.MountPath, "/")+"/"), true
+	if items := v.Secret.Items; len(items) > 0 {
+		i := slices.IndexFunc(items, func(it corev1.KeyToPath) bool { return it.Path == key })
+		if ok = i >= 0; ok {
+			key = items[i].Key
+		}
+	}
+	vf := "spec.template.spec.volumes[" + v.Name + "].secret"
+	if !ok {
+		c.add(o, vf+".items", "no item puts %s at %s", k, seed)
+		return
+	}
+	c.secretRef(o, vf+".secretName", v.Secret.SecretName, key)
+	if s := c.ix.secrets[v.Secret.SecretName]; s != nil && len(v.Secret.Items) == 0 && len(s.Data)+len(s.StringData) > 1 {
+		c.add(o, vf+".secretName", "Secret %q holds %d keys: give the pod its own seed alone (one Secret per identity)", v.Secret.SecretName, len(s.Data)+len(s.StringData))
+	}
+	if strings.HasPrefix(ident, "worker-") && env["LETHE_AWAIT_TOPOLOGY"] == "false" {
+		c.add(o, field+".env[LETHE_AWAIT_TOPOLOGY]", "false with NATS credentials: a worker's key may not create the streams; let it wait for the coordinator")
+	}
+}
+
+// natsIdentity returns the broker identity (lib/brokerauth) of a Lethe
+// image: coordinator, or worker-<category> for lethe/<category>-worker;
+// "" for any other.
+func natsIdentity(image string) string {
+	name, _, _ := strings.Cut(strings.TrimPrefix(image, "lethe/"), ":")
+	name, _, _ = strings.Cut(name, "@")
+	if name == "coordinator" {
+		return name
+	}
+	if cat, ok := strings.CutSuffix(name, "-worker"); ok {
+		return "worker-" + cat
+	}
+	return ""
 }
 
 // sentinels: the coordinator's LETHE_REDIS_SENTINELS names each pod of
@@ -800,6 +1062,16 @@ func (w workload) refs() []ref {
 		}
 		if v.Secret != nil {
 			out = append(out, ref{"Secret", v.Secret.SecretName})
+		}
+		if v.Projected != nil {
+			for _, src := range v.Projected.Sources {
+				if src.ConfigMap != nil {
+					out = append(out, ref{"ConfigMap", src.ConfigMap.Name})
+				}
+				if src.Secret != nil {
+					out = append(out, ref{"Secret", src.Secret.Name})
+				}
+			}
 		}
 	}
 	for _, ct := range slices.Concat(w.tpl.Spec.InitContainers, w.tpl.Spec.Containers) {

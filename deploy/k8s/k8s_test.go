@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,7 +29,9 @@ var overlays = []struct {
 // prodSecrets are the Secrets the prod overlay expects in the cluster;
 // docs/operations.md and overlays/prod/kustomization.yaml list them for
 // whoever creates them.
-var prodSecrets = []string{"lethe-audit-key", "lethe-backups", "lethe-billing", "lethe-certificate-key", "lethe-contacts", "lethe-redis"}
+var prodSecrets = []string{"lethe-api-tokens", "lethe-audit-key", "lethe-backups", "lethe-billing", "lethe-certificate-key", "lethe-contacts",
+	"lethe-nats-coordinator", "lethe-nats-nkeys", "lethe-nats-worker-backups", "lethe-nats-worker-billing", "lethe-nats-worker-contacts", "lethe-nats-worker-logs",
+	"lethe-redis"}
 
 func render(t *testing.T, overlay string) []Object {
 	t.Helper()
@@ -109,6 +112,84 @@ func TestNATSConfigIsTheClusterConfig(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Error("deploy/k8s/base/nats/nats-server.conf differs from deploy/nats/cluster/nats-server.conf: " +
 			"copy it (cp deploy/nats/cluster/nats-server.conf deploy/k8s/base/nats/) and check the env in deploy/k8s/base/kustomization.yaml (nats-env)")
+	}
+}
+
+// NATS includes deploy/nats/auth.conf, which lib/brokerauth renders (and
+// checks fresh); the base holds a copy for the same reason as above.
+func TestNATSAuthIsTheBrokerAuthConf(t *testing.T) {
+	want, err := os.ReadFile("../nats/auth.conf")
+	if err != nil {
+		t.Fatalf("read the broker's permissions: %v", err)
+	}
+	got, err := os.ReadFile("base/nats/auth.conf")
+	if err != nil {
+		t.Fatalf("read the base's copy: %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("deploy/k8s/base/nats/auth.conf differs from deploy/nats/auth.conf: copy it (cp deploy/nats/auth.conf deploy/k8s/base/nats/)")
+	}
+}
+
+// natsServer is the nats-server the project pins (scripts install it).
+const natsServer = "../../.lethe/bin/nats-server"
+
+// Each overlay's NATS configuration, written out as the pod sees it (the
+// ConfigMap's files, the public keys, the node's environment), passes
+// nats-server's own check (-t). prod's public keys are a Secret of the
+// cluster: the dev keys stand in for them.
+func TestNATSConfigurationPassesNATSServerTest(t *testing.T) {
+	bin, err := filepath.Abs(natsServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no pinned nats-server at %s to test the configuration with (it is installed with the project's tools): %v", natsServer, err)
+	}
+	devKeys, err := os.ReadFile("overlays/dev/nats/nkeys.conf")
+	if err != nil {
+		t.Fatalf("read the dev public keys: %v", err)
+	}
+	for _, tt := range overlays {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := render(t, tt.name)
+			c := &checker{ix: newIndex(objs), want: tt.want}
+			i := slices.IndexFunc(c.ix.workloads, func(w workload) bool { return w.obj.Name == "nats" })
+			if i < 0 {
+				t.Fatal("no nats StatefulSet")
+			}
+			w := c.ix.workloads[i]
+			ct := &w.tpl.Spec.Containers[0]
+			entry, ok := flag(ct, "config", nil)
+			if !ok {
+				t.Fatal("the nats container has no --config")
+			}
+			dir := t.TempDir()
+			for p, f := range c.mountedFiles(w, ct) {
+				if path.Dir(p) != path.Dir(entry) {
+					continue
+				}
+				text := f.text
+				if !f.known && path.Base(p) == "nkeys.conf" {
+					text = string(devKeys)
+				}
+				if err := os.WriteFile(filepath.Join(dir, path.Base(p)), []byte(text), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(bin, "-t", "-c", filepath.Join(dir, path.Base(entry)))
+			cmd.Env = []string{"NATS_SERVER_NAME=nats-0"}
+			for k, v := range c.env(w.obj, "", ct) {
+				if v != "" {
+					cmd.Env = append(cmd.Env, k+"="+v)
+				}
+			}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("nats-server -t -c %s: %v\n%s", entry, err, out)
+			}
+			t.Logf("nats-server -t, overlays/%s: %s", tt.name, bytes.TrimSpace(out))
+		})
 	}
 }
 
@@ -304,6 +385,50 @@ func TestCheckNamesTheObjectAndFieldOfEachBrokenProperty(t *testing.T) {
 			}
 			return objs
 		}, "env[LETHE_CERTIFICATE_KEY_CREATE]: true with 2 replicas: each would create its own key"},
+		{"nats seed file not set", func(objs []Object) []Object {
+			delete(configMap(objs, "logs-worker-").Data, "LETHE_NATS_NKEY_SEED_FILE")
+			return objs
+		}, "Deployment lethe-dev/logs-worker: spec.template.spec.containers[logs-worker].env[LETHE_NATS_NKEY_SEED_FILE]: not set"},
+		{"another service's seed", func(objs []Object) []Object {
+			configMap(objs, "billing-worker-").Data["LETHE_NATS_NKEY_SEED_FILE"] = "/etc/lethe/nats/coordinator.nk"
+			return objs
+		}, `env[LETHE_NATS_NKEY_SEED_FILE]: "/etc/lethe/nats/coordinator.nk" is not the seed of worker-billing`},
+		{"nats seed on a writable emptyDir", func(objs []Object) []Object {
+			for _, o := range objs {
+				if d, ok := o.Obj.(*appsv1.Deployment); ok && o.Name == "coordinator" {
+					for i, v := range d.Spec.Template.Spec.Volumes {
+						if v.Name == "nats-seed" {
+							d.Spec.Template.Spec.Volumes[i].VolumeSource = corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
+						}
+					}
+				}
+			}
+			return objs
+		}, "Deployment lethe-dev/coordinator: spec.template.spec.containers[coordinator].volumeMounts: LETHE_NATS_NKEY_SEED_FILE /etc/lethe/nats/coordinator.nk is not in a Secret volume"},
+		{"seed Secret missing", func(objs []Object) []Object {
+			return slices.DeleteFunc(objs, func(o Object) bool {
+				return o.Kind == "Secret" && strings.HasPrefix(o.Name, "lethe-nats-worker-contacts")
+			})
+		}, `Deployment lethe-dev/contacts-worker: spec.template.spec.volumes[nats-seed].secret.secretName: no Secret "lethe-nats-worker-contacts`},
+		{"nats without the permissions", func(objs []Object) []Object {
+			cm := configMap(objs, "nats-config-")
+			cm.Data["nats.conf"] = strings.ReplaceAll(cm.Data["nats.conf"], `include "auth.conf"`, "")
+			return objs
+		}, "StatefulSet lethe-dev/nats: spec.template.spec.containers[nats].args: the configuration /etc/nats/nats.conf does not include auth.conf"},
+		{"nats public keys missing one identity", func(objs []Object) []Object {
+			for _, o := range objs {
+				if s, ok := o.Obj.(*corev1.Secret); ok && strings.HasPrefix(o.Name, "lethe-nats-nkeys") {
+					var kept []string
+					for _, l := range strings.Split(string(s.Data["nkeys.conf"]), "\n") {
+						if !strings.HasPrefix(l, "LETHE_NKEY_WORKER_LOGS") {
+							kept = append(kept, l)
+						}
+					}
+					s.Data["nkeys.conf"] = []byte(strings.Join(kept, "\n"))
+				}
+			}
+			return objs
+		}, "StatefulSet lethe-dev/nats: spec.template.spec.containers[nats].env: /etc/nats/auth.conf uses $LETHE_NKEY_WORKER_LOGS, which neither"},
 		{"nats node count", func(objs []Object) []Object {
 			for _, o := range objs {
 				if s, ok := o.Obj.(*appsv1.StatefulSet); ok && o.Name == "nats" {

@@ -33,6 +33,8 @@ type Client struct {
 	base      *url.URL
 	hc        *http.Client
 	userAgent string
+	// token is sent as "Authorization: Bearer <token>"; empty: none.
+	token string
 }
 
 // Option configures a Client.
@@ -46,6 +48,19 @@ func WithHTTPClient(hc *http.Client) Option {
 			return fmt.Errorf("%w: nil http client", ErrInvalidOption)
 		}
 		c.hc = hc
+		return nil
+	}
+}
+
+// WithToken makes the Client send token as a bearer credential with every
+// request. It returns an error wrapping ErrInvalidOption for a token with
+// characters that cannot stand in a header.
+func WithToken(token string) Option {
+	return func(c *Client) error {
+		if strings.ContainsAny(token, " \t\r\n") {
+			return fmt.Errorf("%w: the API token holds white space", ErrInvalidOption)
+		}
+		c.token = token
 		return nil
 	}
 }
@@ -202,9 +217,7 @@ func (c *Client) do(ctx context.Context, method, escapedPath string, q url.Value
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.userAgent != "" {
-		req.Header.Set("User-Agent", c.userAgent)
-	}
+	c.setHeaders(req)
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -229,12 +242,29 @@ func (c *Client) do(ctx context.Context, method, escapedPath string, q url.Value
 	return nil
 }
 
+// setHeaders sets the headers every request carries: the credential and
+// the User-Agent.
+func (c *Client) setHeaders(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.userAgent != "" {
+		req.Header.Set("User-Agent", c.userAgent)
+	}
+}
+
+// HasToken reports whether the client sends a credential.
+func (c *Client) HasToken() bool { return c.token != "" }
+
 // decodeError turns a non-2xx answer into an *APIError. A body that is not
 // the documented ErrorBody (a proxy's HTML page, say) still yields an
 // *APIError with the status and its text.
 func decodeError(resp *http.Response) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := &APIError{Status: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+		e.RetryAfter = time.Duration(secs) * time.Second
+	}
 	var body apiv1.ErrorBody
 	if err := json.Unmarshal(raw, &body); err == nil && (body.Error.Code != "" || body.Error.Message != "") {
 		e.Code = body.Error.Code

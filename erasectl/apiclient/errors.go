@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Errors returned by the client. Test for them with errors.Is and errors.As.
@@ -26,6 +27,9 @@ type APIError struct {
 	// Message is meant for people. The coordinator never puts personal data
 	// in it.
 	Message string
+	// RetryAfter is how long to wait before asking again, from a 429's
+	// Retry-After header; zero when the answer gave none.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {

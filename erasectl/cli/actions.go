@@ -19,14 +19,14 @@ Cancels a job that is still in its grace period (status pending): no stage
 has run, and none will. A customer who deleted their account from the
 dashboard can change their mind for 14 days (the retention policy's grace
 period). Once a stage has run it exits 7: the erasure has started.`,
-		`  erasectl cancel 01a2…c9 --requested-by dashboard:acc-1 --reason "customer restored the account"`)
+		`  erasectl cancel 01a2…c9 --reason "customer restored the account"`)
 	forceSpec = actionSpec(apiv1.ActionForce,
 		"skip a job's grace period and run its stages now (privacy team)",
 		`
 Runs a pending job now instead of at the end of its grace period: every
 stage moves earlier by the grace that is skipped. Needs a reason and the
 privacy team's ticket. It exits 7 when the job is not pending.`,
-		`  erasectl force 01a2…c9 --requested-by privacy:jdoe --reason "DSR by e-mail" --ticket PRIV-1234`)
+		`  erasectl force 01a2…c9 --reason "DSR by e-mail" --ticket PRIV-1234`)
 	holdSpec = actionSpec(apiv1.ActionHold,
 		"put a job under legal hold: no stage runs until release",
 		`
@@ -34,13 +34,13 @@ Stops a pending, running or erased job: no stage is dispatched while it is
 held (a stage already with its worker finishes). The deadline still counts:
 extend it if the hold will outlast it. It exits 7 when the job has ended or
 is already held.`,
-		`  erasectl hold 01a2…c9 --requested-by privacy:jdoe --reason "tax audit 2026-17" --ticket LEGAL-88`)
+		`  erasectl hold 01a2…c9 --reason "tax audit 2026-17" --ticket LEGAL-88`)
 	releaseSpec = actionSpec(apiv1.ActionRelease,
 		"lift a legal hold: the job resumes where it stopped",
 		`
 Releases a held job: it returns to the status it had, and every stage whose
 time came during the hold runs at once. It exits 7 when the job is not held.`,
-		`  erasectl release 01a2…c9 --requested-by privacy:jdoe --reason "audit closed" --ticket LEGAL-88`)
+		`  erasectl release 01a2…c9 --reason "audit closed" --ticket LEGAL-88`)
 	extendSpec = actionSpec(apiv1.ActionExtend,
 		"move a job's deadline by one or two months (GDPR Art. 12(3))",
 		`
@@ -49,11 +49,11 @@ as GDPR Art. 12(3) allows for complex or numerous requests). Remember that
 the data subject must be told of the extension and why within the first
 month. It exits 7 when the job has erased the data or ended, and 2 when the
 extension would pass two months.`,
-		`  erasectl extend 01a2…c9 --months 1 --requested-by privacy:jdoe --reason "numerous requests" --ticket PRIV-1234`)
+		`  erasectl extend 01a2…c9 --months 1 --reason "numerous requests" --ticket PRIV-1234`)
 )
 
 func actionSpec(action, summary, description, examples string) commandSpec {
-	usage := action + " JOB_ID --requested-by WHO --reason WHY"
+	usage := action + " JOB_ID --reason WHY [--requested-by WHO]"
 	switch action {
 	case apiv1.ActionForce:
 		usage += " --ticket REF"
@@ -79,7 +79,7 @@ type actionCmd struct {
 }
 
 func (c *actionCmd) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "`WHO` acts: a principal id, recorded in the audit trail (required)")
+	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "`WHO` acts: optional, the coordinator records your API token's principal and refuses any other name")
 	fs.StringVar(&c.reason, "reason", c.reason, "`WHY`, recorded in the audit trail (required)")
 	fs.StringVar(&c.ticket, "ticket", c.ticket, "the privacy team's case `REF`erence (required for force)")
 	if c.action == apiv1.ActionExtend {
@@ -96,8 +96,6 @@ func (c *actionCmd) args(pos []string) error {
 		return err
 	}
 	switch {
-	case c.requestedBy == "":
-		return errors.New("--requested-by is required")
 	case c.reason == "":
 		return errors.New("--reason is required")
 	case c.action == apiv1.ActionForce && c.ticket == "":

@@ -65,9 +65,9 @@ func (c *adminCmd) run(ctx context.Context, p *program) error {
 	// The one exchange lasts as long as the rebuild: the usual 30 s
 	// client timeout does not apply.
 	hc := &http.Client{Timeout: c.timeout, Transport: p.httpClient.Transport}
-	client, err := apiclient.New(p.cfg.apiURL, apiclient.WithHTTPClient(hc), apiclient.WithUserAgent("erasectl/"+buildVersion()))
+	client, err := p.apiWith(hc)
 	if err != nil {
-		return usageErrorf("--api-url / %s: %v", EnvAPIURL, err)
+		return err
 	}
 	fmt.Fprintf(p.stderr, "rebuilding the job state from the lifecycle stream (this reads every event; waiting up to %s)\n", c.timeout)
 	sum, err := client.Rebuild(ctx)

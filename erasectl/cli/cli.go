@@ -18,7 +18,10 @@
 //	7    the job's state does not allow the action (e.g. nothing to replay)
 //	8    backups restore: re-applying the erasures to the restored data
 //	     failed; the restored data holds erased accounts and must not be used
-//	9    certificate verify: the certificate does not verify against the key
+//	9    certificate verify: the certificate does not verify against the key;
+//	     audit verify: the audit trail does not verify (tampered with)
+//	10   not allowed: the coordinator did not accept the API token (401), or
+//	     the token's role may not do this (403)
 //	130  interrupted (SIGINT or SIGTERM)
 //
 // Errors go to stderr prefixed "erasectl: ", with what to do next where
@@ -52,7 +55,10 @@ const (
 	// ExitRestoreUnusable: backups restore brought data back but could not
 	// re-apply the erasures to it; the targets must not be used.
 	ExitRestoreUnusable = 8
-	ExitInterrupted     = 130
+	// ExitDenied: the API refused the credential (401) or the principal's
+	// role (403).
+	ExitDenied      = 10
+	ExitInterrupted = 130
 )
 
 // Version is erasectl's version, set at build time with
@@ -238,15 +244,17 @@ var commands = []commandSpec{
 	backupsSpec,
 	eventSpec,
 	replaySpec,
-	deadLettersSpec,
 	cancelSpec,
 	forceSpec,
 	holdSpec,
 	releaseSpec,
 	extendSpec,
+	deadLettersSpec,
 	reconcileSpec,
 	adminSpec,
 	certificateSpec,
+	auditSpec,
+	tokenSpec,
 	versionSpec,
 }
 

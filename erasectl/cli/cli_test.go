@@ -191,7 +191,6 @@ func TestUsageErrors(t *testing.T) {
 		{name: "unknown global flag", give: []string{"--nope", "list"}, wantStderr: "flag provided but not defined: -nope"},
 		{name: "request without account", give: []string{"request", "--requested-by", "a", "--reason", "b"}, wantStderr: "want exactly one ACCOUNT_ID"},
 		{name: "request with two accounts", give: []string{"request", "a", "b", "--requested-by", "a", "--reason", "b"}, wantStderr: "got 2 arguments"},
-		{name: "request without requested-by", give: []string{"request", "a", "--reason", "b"}, wantStderr: "--requested-by is required"},
 		{name: "request without reason", give: []string{"request", "a", "--requested-by", "b"}, wantStderr: "--reason is required"},
 		{name: "request bad timeout", give: []string{"request", "a", "--requested-by", "b", "--reason", "c", "--timeout", "soon"}, wantStderr: `invalid value "soon"`},
 		{name: "request zero timeout", give: []string{"request", "a", "--requested-by", "b", "--reason", "c", "--timeout", "0s"}, wantStderr: "--timeout must be positive"},

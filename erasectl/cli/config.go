@@ -1,17 +1,33 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/lethe-privacy/lethe/lib/brokerauth"
+	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/redact"
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 )
 
 // Environment variables and their defaults.
 const (
-	EnvAPIURL      = "LETHE_API_URL"
+	EnvAPIURL = "LETHE_API_URL"
+	// EnvAPIToken holds the API bearer token itself and EnvAPITokenFile
+	// names a file that holds it (set one). Environment only: no flag
+	// shows the token in the process list.
+	EnvAPIToken     = "LETHE_API_TOKEN"
+	EnvAPITokenFile = "LETHE_API_TOKEN_FILE"
+	// EnvAPITokens is the coordinator's tokens file, which erasectl token
+	// edits.
+	EnvAPITokens   = "LETHE_API_TOKENS"
 	EnvNATSURL     = "LETHE_NATS_URL"
 	EnvContactsDSN = "LETHE_CONTACTS_DSN"
 	EnvLogsRoot    = "LETHE_LOGS_ROOT"
@@ -45,8 +61,19 @@ const (
 // config is erasectl's global configuration: the environment, overridden by
 // flags given before or after the command name.
 type config struct {
-	apiURL       string
-	natsURL      string
+	apiURL string
+	// apiToken (LETHE_API_TOKEN) or apiTokenFile (--token-file,
+	// LETHE_API_TOKEN_FILE) is the bearer token sent to the API.
+	apiToken     redact.String
+	apiTokenFile string
+	// apiTokensFile is the coordinator's tokens file (LETHE_API_TOKENS),
+	// which erasectl token edits.
+	apiTokensFile string
+	natsURL       string
+	// natsAuth is erasectl's broker identity (brokerauth.Erasectl), from
+	// the LETHE_NATS_* variables only: no flag shows a secret's path or
+	// value in the process list.
+	natsAuth     natsconn.Auth
 	contactsDSN  string
 	logsRoot     string
 	billingDSN   string
@@ -69,11 +96,15 @@ func configFromEnv(getenv func(string) string) config {
 		return def
 	}
 	return config{
-		apiURL:      or(EnvAPIURL, DefaultAPIURL),
-		natsURL:     or(EnvNATSURL, DefaultNATSURL),
-		contactsDSN: or(EnvContactsDSN, DefaultContactsDSN),
-		logsRoot:    or(EnvLogsRoot, DefaultLogsRoot),
-		billingDSN:  or(EnvBillingDSN, DefaultBillingDSN),
+		apiURL:        or(EnvAPIURL, DefaultAPIURL),
+		apiToken:      redact.New(or(EnvAPIToken, "")),
+		apiTokenFile:  or(EnvAPITokenFile, ""),
+		apiTokensFile: or(EnvAPITokens, ""),
+		natsURL:       or(EnvNATSURL, DefaultNATSURL),
+		natsAuth:      natsconn.AuthFromEnv(func(k string) string { return or(k, "") }),
+		contactsDSN:   or(EnvContactsDSN, DefaultContactsDSN),
+		logsRoot:      or(EnvLogsRoot, DefaultLogsRoot),
+		billingDSN:    or(EnvBillingDSN, DefaultBillingDSN),
 		// Empty by default: no provider calls unless asked for.
 		stripeAPIURL:    or(EnvStripeAPIURL, ""),
 		stripeAPIKey:    redact.New(or(EnvStripeAPIKey, "")),
@@ -109,6 +140,7 @@ func (c *config) register(fs *flag.FlagSet, which globalFlag) {
 	fs.StringVar(&c.output, "o", c.output, "output `format`: table or json")
 	if which&flagAPIURL != 0 {
 		fs.StringVar(&c.apiURL, "api-url", c.apiURL, "coordinator HTTP API `URL` (env "+EnvAPIURL+")")
+		fs.StringVar(&c.apiTokenFile, "token-file", c.apiTokenFile, "`FILE` holding the API token (env "+EnvAPITokenFile+"; or the token itself in "+EnvAPIToken+")")
 	}
 	if which&flagNATSURL != 0 {
 		fs.StringVar(&c.natsURL, "nats-url", c.natsURL, "NATS server `URL` (env "+EnvNATSURL+")")
@@ -147,6 +179,57 @@ func (c *config) validate() error {
 }
 
 func (c *config) json() bool { return c.output == outputJSON }
+
+// hasToken reports whether an API token is configured.
+func (c *config) hasToken() bool { return c.apiTokenFile != "" || c.apiToken.Reveal() != "" }
+
+// token returns the API token: from the --token-file / LETHE_API_TOKEN_FILE
+// file, else LETHE_API_TOKEN; empty when neither is set (the coordinator
+// then answers 401, which erasectl explains). A token that is not of the
+// form the coordinator issues is an error here, before anything is sent.
+func (c *config) token() (string, error) {
+	tok, from := c.apiToken.Reveal(), EnvAPIToken
+	if c.apiTokenFile != "" {
+		if tok != "" {
+			return "", fmt.Errorf("both %s and %s (or --token-file) are set: set one", EnvAPIToken, EnvAPITokenFile)
+		}
+		raw, err := os.ReadFile(c.apiTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("read the API token: %w (set %s to the file erasectl token issue wrote)", err, EnvAPITokenFile)
+		}
+		tok, from = strings.TrimSpace(string(raw)), c.apiTokenFile
+	}
+	if tok == "" {
+		return "", nil
+	}
+	if err := apiauth.CheckToken(tok); err != nil {
+		return "", fmt.Errorf("the API token in %s is not one the coordinator issues (%v): copy it whole, as erasectl token issue printed it", from, err)
+	}
+	return tok, nil
+}
+
+// connectNATS connects as erasectl with the credentials and TLS files of
+// the environment. The error says what to check and carries
+// ExitUnavailable when NATS cannot be reached.
+func (c *config) connectNATS() (*nats.Conn, error) {
+	opts, err := c.natsAuth.Options(brokerauth.Erasectl)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nats.Name("erasectl"), nats.Timeout(3*time.Second))
+	nc, err := nats.Connect(c.natsURL, opts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) {
+			return nil, withCode(ExitUnavailable, fmt.Errorf(
+				"NATS at %s refused erasectl's credentials (%v): set %s to erasectl's seed file (scripts/demo prints it)",
+				redactURL(c.natsURL), err, natsconn.EnvNKeySeedFile))
+		}
+		return nil, withCode(ExitUnavailable, fmt.Errorf(
+			"cannot reach NATS at %s (%v): is it running? start it with scripts/demo, or set %s",
+			redactURL(c.natsURL), err, EnvNATSURL))
+	}
+	return nc, nil
+}
 
 // parseInterleaved parses fs from args where flags and positional arguments
 // may be mixed ("request acct-1 --wait --reason x"); the standard flag package

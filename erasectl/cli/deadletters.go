@@ -13,7 +13,7 @@ import (
 var deadLettersSpec = commandSpec{
 	name:    "dead-letters",
 	summary: "list, show and replay tasks that failed for good",
-	usage:   "dead-letters list [--category C] [--limit 50] | show SEQ | replay (SEQ... | --all [--category C]) --requested-by WHO --reason WHY",
+	usage:   "dead-letters list [--category C] [--limit 50] | show SEQ | replay (SEQ... | --all [--category C]) --reason WHY [--requested-by WHO]",
 	description: `
 A task that failed permanently, ran out of attempts, or whose worker crashed
 on every delivery is kept in the dead-letter stream with the reason, the
@@ -29,8 +29,8 @@ Replay shows progress on stderr and ends with a summary; it exits 7 when a
 letter could not be replayed (its job's state forbids it).`,
 	examples: `  erasectl dead-letters list
   erasectl dead-letters show 12
-  erasectl dead-letters replay 12 13 --requested-by sre:kim --reason "billing API key rotated"
-  erasectl dead-letters replay --all --category logs --requested-by sre:kim --reason "disk replaced"`,
+  erasectl dead-letters replay 12 13 --reason "billing API key rotated"
+  erasectl dead-letters replay --all --category logs --reason "disk replaced"`,
 	globals: flagAPIURL,
 	new:     func() command { return &deadLettersCmd{limit: 50} },
 }
@@ -49,7 +49,7 @@ func (c *deadLettersCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.category, "category", c.category, "only this `CATEGORY`")
 	fs.IntVar(&c.limit, "limit", c.limit, "list: at most this many letters (1-500)")
 	fs.BoolVar(&c.all, "all", c.all, "replay: every letter (of --category)")
-	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "replay: `WHO` asks (required)")
+	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "replay: `WHO` acts: optional, the coordinator records your API token's principal and refuses any other name")
 	fs.StringVar(&c.reason, "reason", c.reason, "replay: `WHY` (required)")
 }
 
@@ -81,8 +81,6 @@ func (c *deadLettersCmd) args(pos []string) error {
 		switch {
 		case c.all == (len(c.seqs) > 0):
 			return errors.New("replay takes SEQ arguments or --all, not both and not neither")
-		case c.requestedBy == "":
-			return errors.New("--requested-by is required")
 		case c.reason == "":
 			return errors.New("--reason is required")
 		}

@@ -117,11 +117,9 @@ type categoryAnswer struct {
 }
 
 func (c *footprintCmd) run(ctx context.Context, p *program) error {
-	nc, err := nats.Connect(p.cfg.natsURL, nats.Name("erasectl"), nats.Timeout(3*time.Second))
+	nc, err := p.cfg.connectNATS()
 	if err != nil {
-		return withCode(ExitUnavailable, fmt.Errorf(
-			"cannot reach NATS at %s (%v): is it running? start it with scripts/demo, or set %s",
-			redactURL(p.cfg.natsURL), err, EnvNATSURL))
+		return err
 	}
 	defer nc.Close()
 

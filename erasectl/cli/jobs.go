@@ -36,8 +36,20 @@ func validateID(what, id string) error {
 }
 
 // api returns a client of the configured coordinator.
-func (p *program) api() (*apiclient.Client, error) {
-	c, err := apiclient.New(p.cfg.apiURL, apiclient.WithHTTPClient(p.httpClient), apiclient.WithUserAgent("erasectl/"+buildVersion()))
+func (p *program) api() (*apiclient.Client, error) { return p.apiWith(p.httpClient) }
+
+// apiWith returns a client of the configured coordinator that sends its
+// requests through hc, with the configured token.
+func (p *program) apiWith(hc *http.Client) (*apiclient.Client, error) {
+	opts := []apiclient.Option{apiclient.WithHTTPClient(hc), apiclient.WithUserAgent("erasectl/" + buildVersion())}
+	token, err := p.cfg.token()
+	if err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	if token != "" {
+		opts = append(opts, apiclient.WithToken(token))
+	}
+	c, err := apiclient.New(p.cfg.apiURL, opts...)
 	if err != nil {
 		return nil, usageErrorf("--api-url / %s: %v", EnvAPIURL, err)
 	}
@@ -66,6 +78,21 @@ func (p *program) apiError(err error, jobID string) error {
 			return withCode(ExitUnavailable, fmt.Errorf(
 				"%s does not serve the erasure API (%v): is %s the coordinator's address?",
 				redactURL(p.cfg.apiURL), err, EnvAPIURL))
+		case ae.Status == http.StatusUnauthorized && !p.cfg.hasToken():
+			return withCode(ExitDenied, fmt.Errorf(
+				"the coordinator wants an API token and erasectl has none: set %s to the file holding yours (or %s to the token); scripts/demo prints one, 'erasectl token issue' makes one",
+				EnvAPITokenFile, EnvAPIToken))
+		case ae.Status == http.StatusUnauthorized:
+			return withCode(ExitDenied, fmt.Errorf(
+				"the coordinator did not accept the API token: %s (whoever keeps the coordinator's tokens file issues a new one: erasectl token issue or rotate)", ae.Message))
+		case ae.Status == http.StatusForbidden:
+			return withCode(ExitDenied, fmt.Errorf("not allowed: %s", ae.Message))
+		case ae.Status == http.StatusTooManyRequests:
+			wait := "a moment"
+			if ae.RetryAfter > 0 {
+				wait = ae.RetryAfter.String()
+			}
+			return withCode(ExitUnavailable, fmt.Errorf("the coordinator is rate-limiting this principal: retry in %s (%s)", wait, ae.Message))
 		case ae.Status == http.StatusConflict:
 			return withCode(ExitConflict, fmt.Errorf("the coordinator refused: %s", ae.Message))
 		case ae.Status == http.StatusBadRequest:

@@ -15,7 +15,7 @@ import (
 var replaySpec = commandSpec{
 	name:    "replay",
 	summary: "run a job's failed tasks (or one category of it) again",
-	usage:   "replay (JOB_ID | --status failed [--since 2h]) --requested-by WHO --reason WHY [--category C [--stage S]] [--dry-run] [--wait]",
+	usage:   "replay (JOB_ID | --status failed [--since 2h]) --reason WHY [--requested-by WHO] [--category C [--stage S]] [--dry-run] [--wait]",
 	description: `
 Schedules tasks of a job again as a new generation (POST
 /v1/erasures/{id}/replay): every failed task, or with --category the tasks
@@ -31,10 +31,10 @@ Bulk: with --status failed instead of a JOB_ID, every job that failed within
 task of that category failed, and only those tasks. --dry-run lists what
 would run and changes nothing. The real run shows progress on stderr and
 ends with a summary; it exits 7 when some jobs could not be replayed.`,
-	examples: `  erasectl replay 01a2…c9 --requested-by sre:kim --reason "contacts DB grants restored"
-  erasectl replay 01a2…c9 --category logs --requested-by sre:kim --reason "verify" --wait
+	examples: `  erasectl replay 01a2…c9 --reason "contacts DB grants restored"
+  erasectl replay 01a2…c9 --category logs --reason "verify" --wait
   erasectl replay --status failed --since 2h --category logs --dry-run
-  erasectl replay --status failed --since 2h --requested-by sre:kim --reason "INC-311 fixed"`,
+  erasectl replay --status failed --since 2h --reason "INC-311 fixed"`,
 	globals: flagAPIURL,
 	new:     func() command { return &replayCmd{timeout: 2 * time.Minute} },
 }
@@ -55,7 +55,7 @@ type replayCmd struct {
 func (c *replayCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.category, "category", c.category, "replay this `CATEGORY`'s tasks (default: every failed task)")
 	fs.StringVar(&c.stage, "stage", c.stage, "with --category: only this `STAGE`")
-	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "`WHO` asks: a principal id, recorded in the audit trail (required)")
+	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "`WHO` acts: optional, the coordinator records your API token's principal and refuses any other name")
 	fs.StringVar(&c.reason, "reason", c.reason, "`WHY`, recorded in the audit trail (required)")
 	fs.BoolVar(&c.wait, "wait", c.wait, "follow the job until it completes or fails")
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "with --wait: how long to wait before giving up (exit 4)")
@@ -77,8 +77,8 @@ func (c *replayCmd) args(pos []string) error {
 			return errors.New("--wait is for one job; follow bulk replays with 'erasectl list --status running'")
 		case c.since < 0:
 			return errors.New("--since must be positive")
-		case !c.dryRun && (c.requestedBy == "" || c.reason == ""):
-			return errors.New("--requested-by and --reason are required (or use --dry-run)")
+		case !c.dryRun && c.reason == "":
+			return errors.New("--reason is required (or use --dry-run)")
 		}
 		return nil
 	}
@@ -93,8 +93,6 @@ func (c *replayCmd) args(pos []string) error {
 		return err
 	}
 	switch {
-	case c.requestedBy == "":
-		return errors.New("--requested-by is required")
 	case c.reason == "":
 		return errors.New("--reason is required")
 	case c.stage != "" && c.category == "":

@@ -14,7 +14,7 @@ import (
 var requestSpec = commandSpec{
 	name:    "request",
 	summary: "ask the coordinator to erase an account now (a forced erasure)",
-	usage:   "request ACCOUNT_ID --requested-by WHO --reason WHY [--wait] [--timeout 2m]",
+	usage:   "request ACCOUNT_ID --reason WHY [--requested-by WHO] [--wait] [--timeout 2m]",
 	description: `
 Asks the coordinator to erase the data of ACCOUNT_ID in every category now,
 without a grace period (POST /v1/erasures). The request is idempotent: when
@@ -23,9 +23,9 @@ the account already has an active job, that job is returned ("created: no").
 With --wait, erasectl follows the job until it completes or fails, showing
 progress on stderr, then prints the job with its tasks. It exits 3 when the
 job failed and 4 when --timeout passed first; the job goes on either way.`,
-	examples: `  erasectl request demo-0001 --requested-by privacy-team --reason "DSR ticket 4711"
-  erasectl request demo-0001 --requested-by alice --reason "regulator order" --wait --timeout 5m
-  erasectl request demo-0001 --requested-by ops --reason test -o json`,
+	examples: `  erasectl request demo-0001 --reason "DSR ticket 4711"
+  erasectl request demo-0001 --reason "regulator order" --wait --timeout 5m
+  erasectl request demo-0001 --reason test -o json`,
 	globals: flagAPIURL,
 	new:     func() command { return &requestCmd{timeout: 2 * time.Minute} },
 }
@@ -39,7 +39,7 @@ type requestCmd struct {
 }
 
 func (c *requestCmd) flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "`WHO` asks: a principal id, recorded in the audit trail (required)")
+	fs.StringVar(&c.requestedBy, "requested-by", c.requestedBy, "`WHO` acts: optional, the coordinator records your API token's principal and refuses any other name")
 	fs.StringVar(&c.reason, "reason", c.reason, "`WHY` the erasure is needed: the ticket or order, recorded in the audit trail (required)")
 	fs.BoolVar(&c.wait, "wait", c.wait, "follow the job until it completes or fails")
 	fs.DurationVar(&c.timeout, "timeout", c.timeout, "with --wait: how long to wait before giving up (exit 4)")
@@ -52,9 +52,6 @@ func (c *requestCmd) args(pos []string) error {
 	c.accountID = pos[0]
 	if err := validateID("account id", c.accountID); err != nil {
 		return err
-	}
-	if c.requestedBy == "" {
-		return errors.New("--requested-by is required")
 	}
 	if c.reason == "" {
 		return errors.New("--reason is required")

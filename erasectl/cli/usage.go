@@ -21,7 +21,14 @@ Usage:
 const usageGlobals = `
 Global flags (accepted before or after the command):
   --api-url URL       coordinator HTTP API (env LETHE_API_URL, default ` + DefaultAPIURL + `)
-  --nats-url URL      NATS server (env LETHE_NATS_URL, default ` + DefaultNATSURL + `)
+  --token-file FILE   file holding your API token (env LETHE_API_TOKEN_FILE; or the
+                      token itself in LETHE_API_TOKEN, never a flag: the process
+                      list shows flags); its principal is recorded as requested_by
+  --nats-url URL      NATS server (env LETHE_NATS_URL, default ` + DefaultNATSURL + `);
+                      credentials and TLS from the environment only:
+                      LETHE_NATS_NKEY_SEED_FILE (erasectl's seed; or LETHE_NATS_CREDS,
+                      or LETHE_NATS_USER with LETHE_NATS_PASSWORD), LETHE_NATS_CA,
+                      LETHE_NATS_CERT, LETHE_NATS_KEY
   --contacts-dsn DSN  contacts database (env LETHE_CONTACTS_DSN,
                       default ` + DefaultContactsDSN + `)
   --billing-dsn DSN   billing database (env LETHE_BILLING_DSN,
@@ -53,14 +60,17 @@ Exit codes:
   8    backups restore: re-applying the erasures to the restored data failed;
        the restored data holds erased accounts and must not be used
   9    certificate verify: the certificate does not verify (changed after
-       signing, or signed with another key)
+       signing, or signed with another key); audit verify: the audit trail
+       does not verify (an entry changed, removed, reordered or unsigned)
+  10   not allowed: the coordinator did not accept the API token (401), or
+       the token's role may not do this (403)
   130  interrupted
 `
 
 const usageExamples = `
 Examples:
   erasectl seed demo-0001 demo-0002 --contacts 5000
-  erasectl request demo-0001 --requested-by privacy-team --reason "DSR ticket 4711" --wait
+  erasectl request demo-0001 --reason "DSR ticket 4711" --wait
   erasectl status 0b7e6f7c-3f1d-4c1a-9a43-6d0f3c2a9e51
   erasectl list --status failed --all -o json
   erasectl footprint demo-0001 --categories contacts

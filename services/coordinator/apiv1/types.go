@@ -6,9 +6,13 @@ package apiv1
 import "time"
 
 // CreateErasureRequest is the body of POST /v1/erasures.
+//
+// RequestedBy may be left out: the coordinator records the authenticated
+// principal. When given it must be that principal (else 403); likewise
+// in every request body below.
 type CreateErasureRequest struct {
 	AccountID   string `json:"account_id"`
-	RequestedBy string `json:"requested_by"`
+	RequestedBy string `json:"requested_by,omitempty"`
 	Reason      string `json:"reason"`
 }
 
@@ -18,7 +22,7 @@ type CreateErasureRequest struct {
 type ReplayRequest struct {
 	Category    string `json:"category,omitempty"`
 	Stage       string `json:"stage,omitempty"`
-	RequestedBy string `json:"requested_by"`
+	RequestedBy string `json:"requested_by,omitempty"`
 	Reason      string `json:"reason"`
 }
 
@@ -127,6 +131,15 @@ const (
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
 	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeUnauthenticated (401): no credential, or one the coordinator
+	// does not accept (unknown, expired, malformed).
+	CodeUnauthenticated = "unauthenticated"
+	// CodePermissionDenied (403): the principal's role may not do this,
+	// or requested_by names someone else.
+	CodePermissionDenied = "permission_denied"
+	// CodeRateLimited (429): the principal sent too many requests; retry
+	// after the Retry-After header's seconds.
+	CodeRateLimited = "rate_limited"
 )
 
 // Job and task statuses (docs/lifecycle.md).
@@ -160,7 +173,7 @@ const (
 // always required; ticket is required for force; months (1 or 2) only for
 // extend.
 type ActionRequest struct {
-	RequestedBy string `json:"requested_by"`
+	RequestedBy string `json:"requested_by,omitempty"`
 	Reason      string `json:"reason"`
 	Ticket      string `json:"ticket,omitempty"`
 	Months      int    `json:"months,omitempty"`

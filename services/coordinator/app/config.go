@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/redisconn"
+	"github.com/lethe-privacy/lethe/lib/tlsfiles"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
@@ -19,7 +21,10 @@ import (
 // Config is the coordinator's whole configuration. LoadConfig fills it
 // from the environment (LETHE_*) and flags; flags win.
 type Config struct {
-	NATSURL     string
+	NATSURL string
+	// NATS holds the coordinator's broker credentials and TLS files
+	// (identity brokerauth.Coordinator).
+	NATS        natsconn.Auth
 	RedisURL    string
 	RedisPrefix string
 	// RedisSentinels and RedisMasterName, when set, find the Redis primary
@@ -27,9 +32,11 @@ type Config struct {
 	// credentials and database.
 	RedisSentinels  []string
 	RedisMasterName string
-	HTTPAddr        string
-	LogFormat       string
-	LogLevel        string
+	// RedisTLS names the CA and client certificate for TLS to Redis.
+	RedisTLS  tlsfiles.Files
+	HTTPAddr  string
+	LogFormat string
+	LogLevel  string
 	// Categories get one "erase" task each in every job.
 	Categories []string
 	// Topology holds the JetStream settings (see docs/jetstream.md).
@@ -54,6 +61,11 @@ type Config struct {
 	// no certificates); CertificateKeyCreate creates it when missing.
 	CertificateKey       string
 	CertificateKeyCreate bool
+	// AuditKey is the file of the keys that sign the lifecycle stream's
+	// audit chain (empty: events unsigned; see services/coordinator/audit);
+	// AuditKeyCreate creates it when missing.
+	AuditKey       string
+	AuditKeyCreate bool
 	// Policy, when set, is used as the retention policy (tests and
 	// embedders); PolicyPath is not read then.
 	Policy *policy.Policy
@@ -63,6 +75,18 @@ type Config struct {
 	// SchedulerLeaseTTL is how long a scheduler replica that stops renewing
 	// keeps the lease: the longest scheduling pauses when it dies.
 	SchedulerLeaseTTL time.Duration
+	// APITokens is the file of the API's bearer tokens (their hashes, the
+	// principals and roles; see package apiauth). Required: the API has
+	// no anonymous access, and the coordinator does not start without it.
+	APITokens string
+	// APITokensReload is how often the tokens file is read again (0:
+	// 30 s), so that issued, rotated and revoked tokens take effect
+	// without a restart.
+	APITokensReload time.Duration
+	// APIRateLimit and APIRateBurst bound each principal's requests a
+	// second (0: httpapi's defaults).
+	APIRateLimit float64
+	APIRateBurst int
 }
 
 // LoadPolicy returns the retention policy: Policy if set, else the file
@@ -156,7 +180,11 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	c := Config{Topology: topology.DefaultSettings()}
 	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
 	fs.StringVar(&c.NATSURL, "nats-url", env("LETHE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env LETHE_NATS_URL)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("LETHE_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL (env LETHE_REDIS_URL)")
+	c.NATS.RegisterFlags(fs, getenv)
+	fs.StringVar(&c.RedisURL, "redis-url", env("LETHE_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL, redis://[user:password@]host:port/db; rediss:// for TLS (env LETHE_REDIS_URL)")
+	fs.StringVar(&c.RedisTLS.CA, "redis-ca", env("LETHE_REDIS_CA", ""), "PEM file of the CA that signed Redis's certificate; turns TLS on (env LETHE_REDIS_CA)")
+	fs.StringVar(&c.RedisTLS.Cert, "redis-cert", env("LETHE_REDIS_CERT", ""), "PEM client certificate for Redis (env LETHE_REDIS_CERT)")
+	fs.StringVar(&c.RedisTLS.Key, "redis-key", env("LETHE_REDIS_KEY", ""), "PEM key of -redis-cert (env LETHE_REDIS_KEY)")
 	sentinels := fs.String("redis-sentinels", env("LETHE_REDIS_SENTINELS", ""), "comma-separated host:port of Redis sentinels; empty: connect to LETHE_REDIS_URL directly (env LETHE_REDIS_SENTINELS)")
 	fs.StringVar(&c.RedisMasterName, "redis-master-name", env("LETHE_REDIS_MASTER_NAME", "lethe"), "the Sentinel master name of the Redis primary (env LETHE_REDIS_MASTER_NAME)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("LETHE_REDIS_PREFIX", "lethe:"), "prefix of every Redis key (env LETHE_REDIS_PREFIX)")
@@ -164,7 +192,12 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
 	cats := fs.String("categories", env("LETHE_CATEGORIES", strings.Join(topology.DefaultSettings().Categories, ",")), "comma-separated data categories every job erases (env LETHE_CATEGORIES)")
-	replicas := fs.Int("stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster")
+	replicas := fs.Int("stream-replicas", 1, "replicas of every JetStream stream: 1, or 3 on a cluster (env LETHE_STREAM_REPLICAS)")
+	if v := getenv("LETHE_STREAM_REPLICAS"); v != "" {
+		if err := fs.Set("stream-replicas", v); err != nil {
+			return Config{}, fmt.Errorf("LETHE_STREAM_REPLICAS=%q is not a whole number: set 1, or 3 on a NATS cluster", v)
+		}
+	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&c.MonitorInterval, "monitor-interval", 15*time.Second, "how often consumer lag, dead letters and task ages are sampled for /metrics")
 	fs.DurationVar(&c.ReconcileInterval, "reconcile-interval", time.Minute, "time between reconciliation runs")
@@ -173,8 +206,21 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.UnknownJobRetryDelay, "unknown-job-retry-delay", time.Minute, "how long a report for a job Redis does not hold waits before it is tried again")
 	fs.StringVar(&c.CertificateKey, "certificate-key", env("LETHE_CERTIFICATE_KEY", ".lethe/keys/certificate.pem"), "PEM file of the Ed25519 key that signs erasure certificates; empty: no certificates (env LETHE_CERTIFICATE_KEY)")
 	fs.BoolVar(&c.CertificateKeyCreate, "certificate-key-create", env("LETHE_CERTIFICATE_KEY_CREATE", "true") == "true", "create the certificate key when its file is missing (development); set false in production so that a missing key stops start-up (env LETHE_CERTIFICATE_KEY_CREATE)")
+	fs.StringVar(&c.AuditKey, "audit-key", env("LETHE_AUDIT_KEY", ".lethe/keys/audit.key"), "file of the HMAC keys that chain the lifecycle events into a tamper-evident audit trail, 64 hex digits a line, the first signs; every coordinator needs the same file; empty: events unsigned (env LETHE_AUDIT_KEY)")
+	fs.BoolVar(&c.AuditKeyCreate, "audit-key-create", env("LETHE_AUDIT_KEY_CREATE", "true") == "true", "create the audit key when its file is missing (development); set false in production so that a missing key stops start-up (env LETHE_AUDIT_KEY_CREATE)")
 	fs.StringVar(&c.PolicyPath, "policy", env("LETHE_POLICY", ""), "retention policy file (YAML, see services/coordinator/policy/README.md); empty: the shipped default (env LETHE_POLICY)")
 	fs.DurationVar(&c.SchedulerLeaseTTL, "scheduler-lease-ttl", 10*time.Second, "how long the scheduling replica's lease lasts without renewal: the longest scheduling pauses when that replica dies")
+	fs.StringVar(&c.APITokens, "api-tokens", env("LETHE_API_TOKENS", ""), "file of the HTTP API's bearer tokens (hashes, principals, roles; made by erasectl token issue); required: the API has no anonymous access (env LETHE_API_TOKENS)")
+	fs.DurationVar(&c.APITokensReload, "api-tokens-reload", 30*time.Second, "how often the API tokens file is read again")
+	fs.Float64Var(&c.APIRateLimit, "api-rate-limit", 100, "HTTP API requests a second each principal may send, sustained; more are answered 429 (env LETHE_API_RATE_LIMIT)")
+	fs.IntVar(&c.APIRateBurst, "api-rate-burst", 200, "HTTP API requests each principal may send in a burst (env LETHE_API_RATE_BURST)")
+	for _, f := range []struct{ env, flag string }{{"LETHE_API_RATE_LIMIT", "api-rate-limit"}, {"LETHE_API_RATE_BURST", "api-rate-burst"}} {
+		if v := getenv(f.env); v != "" {
+			if err := fs.Set(f.flag, v); err != nil {
+				return Config{}, fmt.Errorf("%s=%q is not a number: %w", f.env, v, err)
+			}
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -194,7 +240,7 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 
 // Redis is the connection options for lib/redisconn.
 func (c Config) Redis() redisconn.Options {
-	return redisconn.Options{URL: c.RedisURL, SentinelAddrs: c.RedisSentinels, MasterName: c.RedisMasterName}
+	return redisconn.Options{URL: c.RedisURL, SentinelAddrs: c.RedisSentinels, MasterName: c.RedisMasterName, TLSFiles: c.RedisTLS}
 }
 
 func splitList(s string) []string {
@@ -213,6 +259,9 @@ func (c Config) Validate() error {
 	if c.NATSURL == "" {
 		errs = append(errs, errors.New("LETHE_NATS_URL is empty"))
 	}
+	if err := c.NATS.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Redis().Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -221,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.Categories) == 0 {
 		errs = append(errs, errors.New("LETHE_CATEGORIES names no category"))
+	}
+	if c.APIRateLimit < 0 || c.APIRateBurst < 0 {
+		errs = append(errs, errors.New("-api-rate-limit and -api-rate-burst must not be negative"))
 	}
 	if c.SchedulerLeaseTTL < 300*time.Millisecond {
 		errs = append(errs, fmt.Errorf("-scheduler-lease-ttl %s is too short: use 300ms or more (default 10s)", c.SchedulerLeaseTTL))

@@ -44,3 +44,31 @@ func TestLoadConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfigStreamReplicas(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    int
+		wantErr string
+	}{
+		{name: "default: one server", want: 1},
+		{name: "env for a cluster", env: map[string]string{"LETHE_STREAM_REPLICAS": "3"}, want: 3},
+		{name: "flag wins", args: []string{"-stream-replicas", "1"}, env: map[string]string{"LETHE_STREAM_REPLICAS": "3"}, want: 1},
+		{name: "not a number", env: map[string]string{"LETHE_STREAM_REPLICAS": "three"}, wantErr: "LETHE_STREAM_REPLICAS"},
+		{name: "even", env: map[string]string{"LETHE_STREAM_REPLICAS": "2"}, wantErr: "replicas must be 1, 3 or 5"},
+	}
+	for _, tt := range tests {
+		c, err := LoadConfig(tt.args, func(k string) string { return tt.env[k] })
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: LoadConfig = %v, want an error mentioning %q", tt.name, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || c.Topology.Replicas != tt.want {
+			t.Errorf("%s: replicas %d, %v; want %d", tt.name, c.Topology.Replicas, err, tt.want)
+		}
+	}
+}

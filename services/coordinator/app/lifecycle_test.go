@@ -168,8 +168,8 @@ func TestDefaultPolicyAcrossEightYears(t *testing.T) {
 		wantRan    int
 		wantStatus jobs.Status
 	}{
-		{start.Add(13 * 24 * time.Hour), 0, jobs.StatusPending},            // still in grace
-		{start.Add(14 * 24 * time.Hour), 4, jobs.StatusErased},             // backups, then contacts, logs, billing
+		{start.Add(13 * 24 * time.Hour), 0, jobs.StatusPending},              // still in grace
+		{start.Add(14 * 24 * time.Hour), 4, jobs.StatusErased},               // backups, then contacts, logs, billing
 		{start.Add(14*24*time.Hour + 34*24*time.Hour), 0, jobs.StatusErased}, // backup window not over
 		{start.Add(14*24*time.Hour + 35*24*time.Hour), 1, jobs.StatusErased}, // verify_rotated
 		{time.Date(2034, 12, 31, 22, 59, 0, 0, time.UTC), 0, jobs.StatusErased},

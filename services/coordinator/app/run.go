@@ -16,17 +16,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/lethe-privacy/lethe/lib/brokerauth"
 	"github.com/lethe-privacy/lethe/lib/natsconn"
 	"github.com/lethe-privacy/lethe/lib/redisconn"
 	"github.com/lethe-privacy/lethe/lib/topology"
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 	"github.com/lethe-privacy/lethe/services/coordinator/deadletter"
 	"github.com/lethe-privacy/lethe/services/coordinator/dispatch"
 	"github.com/lethe-privacy/lethe/services/coordinator/httpapi"
 	"github.com/lethe-privacy/lethe/services/coordinator/ingress"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
 	"github.com/lethe-privacy/lethe/services/coordinator/lease"
-	"github.com/lethe-privacy/lethe/services/coordinator/lifecycle"
 	"github.com/lethe-privacy/lethe/services/coordinator/monitor"
 	"github.com/lethe-privacy/lethe/services/coordinator/reconcile"
 	"github.com/lethe-privacy/lethe/services/coordinator/reports"
@@ -37,7 +38,18 @@ import (
 // running work finish, drain NATS, close Redis. If listening is non-nil it
 // receives the HTTP address once the server accepts connections.
 func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- string) error {
-	nc, js, err := natsconn.Connect(cfg.NATSURL, "lethe-coordinator", log)
+	// No tokens, no API: the coordinator refuses to start rather than
+	// serve anyone anonymously.
+	tokens, err := apiauth.OpenStore(cfg.APITokens, log.Named("apiauth"))
+	if err != nil {
+		return err
+	}
+	log.Info("api tokens loaded", zap.String("path", cfg.APITokens), zap.Int("tokens", tokens.Len()))
+	natsOpts, err := cfg.NATS.Options(brokerauth.Coordinator)
+	if err != nil {
+		return err
+	}
+	nc, js, err := natsconn.Connect(cfg.NATSURL, "lethe-coordinator", log, natsOpts...)
 	if err != nil {
 		return err
 	}
@@ -58,7 +70,11 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	store := jobstore.New(rdb, cfg.RedisPrefix)
-	rec := lifecycle.NewRecorder(js)
+	auditRing, err := auditKeys(cfg, log.Named("audit"))
+	if err != nil {
+		return err
+	}
+	rec := newRecorder(js, auditRing)
 	pol, err := cfg.LoadPolicy()
 	if err != nil {
 		return err
@@ -112,6 +128,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		Rebuild:      rebuilder.Rebuild,
 		Certificates: certs,
 		Actions:      svc,
+		Audit:        auditVerifier(js, auditRing),
+		Auth:         tokens,
+		RateLimit:    cfg.APIRateLimit,
+		RateBurst:    cfg.APIRateBurst,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -141,6 +161,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		"advisories":     dead.RunAdvisories,
 		"monitor":        mon.Run,
 		"reconciliation": recon.Run,
+		"api tokens": func(ctx context.Context) error {
+			return tokens.Run(ctx, cmp.Or(cfg.APITokensReload, 30*time.Second))
+		},
 	} {
 		wg.Add(1)
 		go func() {

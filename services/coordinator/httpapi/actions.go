@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 )
@@ -37,8 +38,24 @@ func (s *server) act(w http.ResponseWriter, r *http.Request, kind jobs.ActionKin
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, err.Error())
 		return
 	}
+	who, ok := actor(w, r, body.RequestedBy)
+	if !ok {
+		return
+	}
+	if p := caller(r); p.Role == apiauth.RoleDashboard {
+		// A dashboard principal acts on the customers' own deletions only.
+		cur, err := s.svc.Get(r.Context(), id)
+		if err != nil {
+			s.serviceError(w, string(kind)+" job", err)
+			return
+		}
+		if !visible(p, cur) {
+			errHidden(w)
+			return
+		}
+	}
 	j, err := s.opts.Actions.Act(r.Context(), id, jobs.ActionRequest{
-		Kind: kind, Actor: body.RequestedBy, Reason: body.Reason, Ticket: body.Ticket, Months: body.Months,
+		Kind: kind, Actor: who, Reason: body.Reason, Ticket: body.Ticket, Months: body.Months,
 	})
 	if st, ok := jobs.CurrentStatus(err); ok {
 		writeJSON(w, http.StatusConflict, apiv1.ErrorBody{Error: apiv1.ErrorDetail{

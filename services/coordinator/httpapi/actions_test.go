@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 )
@@ -54,26 +53,26 @@ func (d *domainActions) Act(_ context.Context, id string, req jobs.ActionRequest
 }
 
 func TestActionEndpoints(t *testing.T) {
-	h := NewHandler(&recordingService{}, zap.NewNop(), Options{Actions: newDomainActions(t)})
+	h := testHandler(t, &recordingService{}, Options{Actions: newDomainActions(t)}, apiauth.RolePrivacy)
 	steps := []struct {
 		name, path, body string
 		code             int
 		wantStatus       string // job status on 200, current status on 409
 	}{
-		{"bad id", "/v1/erasures/nope/hold", `{"requested_by":"privacy:t","reason":"r"}`, 400, ""},
-		{"unknown job", "/v1/erasures/0190a3b4-0000-7000-8000-00000000000b/hold", `{"requested_by":"privacy:t","reason":"r"}`, 404, ""},
-		{"unknown field", "/v1/erasures/" + actJobID + "/hold", `{"requested_by":"privacy:t","reason":"r","until":"x"}`, 400, ""},
-		{"no reason", "/v1/erasures/" + actJobID + "/hold", `{"requested_by":"privacy:t"}`, 400, ""},
-		{"release what is not held", "/v1/erasures/" + actJobID + "/release", `{"requested_by":"privacy:t","reason":"r"}`, 409, "pending"},
-		{"hold", "/v1/erasures/" + actJobID + "/hold", `{"requested_by":"privacy:t","reason":"tax audit","ticket":"LEGAL-1"}`, 200, "held"},
-		{"hold again", "/v1/erasures/" + actJobID + "/hold", `{"requested_by":"privacy:t","reason":"r"}`, 409, "held"},
-		{"cancel while held", "/v1/erasures/" + actJobID + "/cancel", `{"requested_by":"dashboard:acc-1","reason":"r"}`, 409, "held"},
-		{"extend too far", "/v1/erasures/" + actJobID + "/extend", `{"requested_by":"privacy:t","reason":"r","months":3}`, 400, ""},
-		{"extend", "/v1/erasures/" + actJobID + "/extend", `{"requested_by":"privacy:t","reason":"complex","months":2}`, 200, "held"},
-		{"release", "/v1/erasures/" + actJobID + "/release", `{"requested_by":"privacy:t","reason":"audit closed"}`, 200, "pending"},
-		{"force without ticket", "/v1/erasures/" + actJobID + "/force", `{"requested_by":"privacy:t","reason":"r"}`, 400, ""},
-		{"force", "/v1/erasures/" + actJobID + "/force", `{"requested_by":"privacy:t","reason":"DSR","ticket":"PRIV-1"}`, 200, "running"},
-		{"cancel after it started", "/v1/erasures/" + actJobID + "/cancel", `{"requested_by":"dashboard:acc-1","reason":"r"}`, 409, "running"},
+		{"bad id", "/v1/erasures/nope/hold", `{"reason":"r"}`, 400, ""},
+		{"unknown job", "/v1/erasures/0190a3b4-0000-7000-8000-00000000000b/hold", `{"reason":"r"}`, 404, ""},
+		{"unknown field", "/v1/erasures/" + actJobID + "/hold", `{"reason":"r","until":"x"}`, 400, ""},
+		{"no reason", "/v1/erasures/" + actJobID + "/hold", `{}`, 400, ""},
+		{"release what is not held", "/v1/erasures/" + actJobID + "/release", `{"reason":"r"}`, 409, "pending"},
+		{"hold", "/v1/erasures/" + actJobID + "/hold", `{"reason":"tax audit","ticket":"LEGAL-1"}`, 200, "held"},
+		{"hold again", "/v1/erasures/" + actJobID + "/hold", `{"reason":"r"}`, 409, "held"},
+		{"cancel while held", "/v1/erasures/" + actJobID + "/cancel", `{"reason":"r"}`, 409, "held"},
+		{"extend too far", "/v1/erasures/" + actJobID + "/extend", `{"reason":"r","months":3}`, 400, ""},
+		{"extend", "/v1/erasures/" + actJobID + "/extend", `{"reason":"complex","months":2}`, 200, "held"},
+		{"release", "/v1/erasures/" + actJobID + "/release", `{"reason":"audit closed"}`, 200, "pending"},
+		{"force without ticket", "/v1/erasures/" + actJobID + "/force", `{"reason":"r"}`, 400, ""},
+		{"force", "/v1/erasures/" + actJobID + "/force", `{"reason":"DSR","ticket":"PRIV-1"}`, 200, "running"},
+		{"cancel after it started", "/v1/erasures/" + actJobID + "/cancel", `{"reason":"r"}`, 409, "running"},
 	}
 	for _, s := range steps {
 		rec := httptest.NewRecorder()
@@ -98,16 +97,17 @@ func TestActionEndpoints(t *testing.T) {
 	}
 }
 
-// FuzzActionBody: any body to an action endpoint answers 200, 400 or 409
-// with JSON; nothing panics or reaches 5xx.
+// FuzzActionBody: any body to an action endpoint answers 200, 400, 409
+// or (requested_by naming someone else than the caller) 403 with JSON;
+// nothing panics or reaches 5xx.
 func FuzzActionBody(f *testing.F) {
-	f.Add("hold", []byte(`{"requested_by":"privacy:t","reason":"r"}`))
-	f.Add("extend", []byte(`{"requested_by":"privacy:t","reason":"r","months":1}`))
-	f.Add("force", []byte(`{"requested_by":"privacy:t","reason":"r","ticket":"P-1"}`))
+	f.Add("hold", []byte(`{"reason":"r"}`))
+	f.Add("extend", []byte(`{"reason":"r","months":1}`))
+	f.Add("force", []byte(`{"reason":"r","ticket":"P-1"}`))
 	f.Add("cancel", []byte(`{"months":"x"}`))
 	f.Add("release", []byte(`[]`))
 	f.Fuzz(func(t *testing.T, action string, body []byte) {
-		h := NewHandler(&recordingService{}, zap.NewNop(), Options{Actions: newDomainActions(t)})
+		h := testHandler(t, &recordingService{}, Options{Actions: newDomainActions(t)}, apiauth.RolePrivacy)
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, "/v1/erasures/"+actJobID+"/hold", bytes.NewReader(body))
 		if len(action) > 0 {
@@ -126,6 +126,10 @@ func FuzzActionBody(f *testing.F) {
 		h.ServeHTTP(rec, req)
 		switch rec.Code {
 		case 200, 400, 409:
+		case 403:
+			if !bytes.Contains(rec.Body.Bytes(), []byte(`"permission_denied"`)) {
+				t.Fatalf("403 without permission_denied: %s", rec.Body)
+			}
 		default:
 			t.Fatalf("%s %q: %d %s", req.URL.Path, body, rec.Code, rec.Body)
 		}

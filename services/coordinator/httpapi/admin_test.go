@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
@@ -45,7 +44,7 @@ func TestRebuildEndpoint(t *testing.T) {
 			if tt.rebuild != nil {
 				fn = func(ctx context.Context) (rebuild.Summary, error) { gotCtx = ctx; return tt.rebuild(ctx) }
 			}
-			h := NewHandler(&recordingService{}, zap.NewNop(), Options{Rebuild: fn})
+			h := testHandler(t, &recordingService{}, Options{Rebuild: fn}, apiauth.RoleSRE)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
 			req, _ := http.NewRequest(tt.method, srv.URL+"/v1/admin/rebuild", nil)

@@ -33,7 +33,11 @@ func (s *server) bulkReplay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, `status must be "failed": only failed jobs are replayed in bulk`)
 		return
 	}
-	b := jobs.BulkReplay{Category: body.Category, DryRun: body.DryRun, Limit: body.Limit, Actor: body.RequestedBy, Reason: body.Reason}
+	who, ok := actor(w, r, body.RequestedBy)
+	if !ok {
+		return
+	}
+	b := jobs.BulkReplay{Category: body.Category, DryRun: body.DryRun, Limit: body.Limit, Actor: who, Reason: body.Reason}
 	if body.Since != "" {
 		d, err := time.ParseDuration(body.Since)
 		if err != nil || d <= 0 {

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/certificate"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
@@ -53,7 +52,7 @@ func TestCertificateEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewHandler(svc, zap.NewNop(), Options{Certificates: signer}))
+	srv := httptest.NewServer(testHandler(t, svc, Options{Certificates: signer}, apiauth.RoleAuditor))
 	defer srv.Close()
 	get := func(path string) (int, []byte) {
 		t.Helper()
@@ -123,7 +122,7 @@ func TestCertificateEndpoints(t *testing.T) {
 		})
 	}
 
-	off := httptest.NewServer(NewHandler(svc, zap.NewNop(), Options{}))
+	off := httptest.NewServer(testHandler(t, svc, Options{}, apiauth.RoleAuditor))
 	defer off.Close()
 	resp, err := http.Get(off.URL + "/v1/certificate-key")
 	if err != nil {

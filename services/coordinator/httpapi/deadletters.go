@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -30,6 +31,12 @@ func (s *server) deadLetterRoutes(mux *http.ServeMux) {
 
 func (s *server) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	for k := range q {
+		if k != "category" && k != "limit" {
+			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use category, limit", k))
+			return
+		}
+	}
 	cat := q.Get("category")
 	if cat != "" && !topology.ValidCategory(cat) {
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "category must be lower-case letters only")
@@ -96,7 +103,11 @@ func (s *server) replayDeadLetter(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "a dead letter names its own task: send requested_by and reason only")
 		return
 	}
-	res, err := s.opts.DeadLetters.Replay(r.Context(), seq, body.RequestedBy, body.Reason)
+	who, ok := actor(w, r, body.RequestedBy)
+	if !ok {
+		return
+	}
+	res, err := s.opts.DeadLetters.Replay(r.Context(), seq, who, body.Reason)
 	switch {
 	case errors.Is(err, deadletter.ErrNotFound):
 		writeError(w, http.StatusNotFound, apiv1.CodeNotFound, "no dead letter with this sequence (replayed already?)")

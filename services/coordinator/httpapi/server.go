@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/lethe-privacy/lethe/services/coordinator/apiauth"
 	"github.com/lethe-privacy/lethe/services/coordinator/apiv1"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobstore"
@@ -57,23 +58,43 @@ type Options struct {
 	// Certificates serves /v1/erasures/{id}/certificate and
 	// /v1/certificate-key; nil serves none.
 	Certificates CertificateIssuer
+	// Audit serves GET /v1/audit/verify; nil serves none.
+	Audit AuditVerifier
 	// Actions serves POST /v1/erasures/{id}/{cancel,force,hold,release,
 	// extend}; nil serves none.
 	Actions ActionTaker
+	// Auth finds the principal of a request's bearer token. Every route
+	// but the public probes needs one; nil refuses them all (401).
+	Auth Authenticator
+	// RateLimit is each principal's sustained rate of requests a second
+	// and RateBurst its burst; beyond them the API answers 429 with
+	// Retry-After. Zero: DefaultRateLimit, DefaultRateBurst.
+	RateLimit float64
+	RateBurst int
 }
 
 type server struct {
 	svc      Service
 	log      *zap.Logger
 	opts     Options
+	access   map[string]access
+	patterns []string // the routes registered, in order
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
 
-// NewHandler returns the coordinator's HTTP handler.
+// NewHandler returns the coordinator's HTTP handler. Every request but
+// the public probes' must carry a bearer token that opts.Auth knows, of a
+// role the route's access rule allows (see accessRules).
 func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
+	s, mux := newServer(svc, log, opts)
+	return newGuard(s, mux)
+}
+
+// newServer builds the server and its routes.
+func newServer(svc Service, log *zap.Logger, opts Options) (*server, *http.ServeMux) {
 	s := &server{
-		svc: svc, log: log, opts: opts,
+		svc: svc, log: log, opts: opts, access: accessRules(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lethe_http_requests_total", Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
@@ -96,17 +117,18 @@ func NewHandler(svc Service, log *zap.Logger, opts Options) http.Handler {
 	s.reconcileRoutes(mux)
 	s.adminRoutes(mux)
 	s.certificateRoutes(mux)
+	s.auditRoutes(mux)
 	s.route(mux, "GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.route(mux, "GET /readyz", s.ready)
 	if opts.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+		s.route(mux, "GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}).ServeHTTP)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, apiv1.CodeNotFound, "no such endpoint; see docs/api.md")
 	})
-	return mux
+	return s, mux
 }
 
 // statusRecorder remembers the status code written.
@@ -120,13 +142,22 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// route registers h for pattern behind the pattern's access rule, and
+// counts and times its requests. Every call that may change something
+// (any method but GET) is logged with the principal that made it.
 func (s *server) route(mux *http.ServeMux, pattern string, h http.HandlerFunc) {
+	s.patterns = append(s.patterns, pattern)
+	h = s.authorize(pattern, h)
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h(rec, r)
 		s.requests.WithLabelValues(pattern, strconv.Itoa(rec.code)).Inc()
 		s.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+		if r.Method != http.MethodGet {
+			p := caller(r)
+			s.log.Info("api call", zap.String("route", pattern), zap.String("principal", p.ID), zap.String("role", string(p.Role)), zap.Int("code", rec.code))
+		}
 	})
 }
 
@@ -136,11 +167,25 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, err.Error())
 		return
 	}
+	who, ok := actor(w, r, body.RequestedBy)
+	if !ok {
+		return
+	}
 	req := jobs.Request{
 		AccountID:   body.AccountID,
 		Origin:      jobs.OriginAPI,
-		RequestedBy: body.RequestedBy,
+		RequestedBy: who,
 		Reason:      body.Reason,
+	}
+	p := caller(r)
+	if p.Role == apiauth.RoleDashboard {
+		// The dashboard asks for the standard erasure, with the grace
+		// period in which the customer can still undo it.
+		req.Origin = jobs.OriginDashboard
+		if p.Account != "" && body.AccountID != p.Account {
+			writeError(w, http.StatusForbidden, apiv1.CodePermissionDenied, fmt.Sprintf("this token is limited to account %s", p.Account))
+			return
+		}
 	}
 	if strings.TrimSpace(req.Reason) == "" {
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "reason is required: say why this erasure is requested (no personal data)")
@@ -149,6 +194,12 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 	j, created, err := s.svc.RequestErasure(r.Context(), req)
 	if err != nil {
 		s.serviceError(w, "request erasure", err)
+		return
+	}
+	if !visible(p, j) {
+		// The account's active job is the privacy team's: it goes on, and
+		// the dashboard learns no more than that.
+		writeError(w, http.StatusConflict, apiv1.CodeConflict, "this account already has an erasure under way that the privacy team requested; nothing to do")
 		return
 	}
 	out := jobView(j)
@@ -172,6 +223,10 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 		s.serviceError(w, "get job", err)
 		return
 	}
+	if !visible(caller(r), j) {
+		errHidden(w)
+		return
+	}
 	writeJSON(w, http.StatusOK, jobView(j))
 }
 
@@ -190,7 +245,11 @@ func (s *server) replay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "stage needs a category")
 		return
 	}
-	j, keys, err := s.svc.Replay(r.Context(), id, jobs.ReplaySelector{Category: body.Category, Stage: body.Stage}, body.RequestedBy, body.Reason)
+	who, ok := actor(w, r, body.RequestedBy)
+	if !ok {
+		return
+	}
+	j, keys, err := s.svc.Replay(r.Context(), id, jobs.ReplaySelector{Category: body.Category, Stage: body.Stage}, who, body.Reason)
 	if errors.Is(err, jobs.ErrConflict) {
 		state := ""
 		if cur, gerr := s.svc.Get(r.Context(), id); gerr == nil {
@@ -219,6 +278,13 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, fmt.Sprintf("unknown query parameter %q; use account_id, status, page_size, page_token, stuck, due_within, overdue", k))
 			return
 		}
+	}
+	p := caller(r)
+	if p.Role == apiauth.RoleDashboard {
+		if !s.dashboardList(w, r, p) {
+			return
+		}
+		q = r.URL.Query()
 	}
 	if q.Has("due_within") || q.Has("overdue") {
 		s.deadlineList(w, r)
@@ -258,9 +324,38 @@ func (s *server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	out := apiv1.JobList{Jobs: make([]apiv1.Job, 0, len(list)), NextPageToken: next}
 	for _, j := range list {
-		out.Jobs = append(out.Jobs, jobView(j))
+		if visible(p, j) {
+			out.Jobs = append(out.Jobs, jobView(j))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// dashboardList checks a dashboard principal's list request: one
+// account's jobs (its own account when its token names one), no queries
+// across accounts (stuck, due_within, overdue). It fills in account_id
+// from the token and reports whether the request may go on; list then
+// leaves out the jobs the principal may not see, so a page can hold fewer
+// jobs than page_size.
+func (s *server) dashboardList(w http.ResponseWriter, r *http.Request, p apiauth.Principal) bool {
+	q := r.URL.Query()
+	if q.Has("stuck") || q.Has("due_within") || q.Has("overdue") {
+		writeError(w, http.StatusForbidden, apiv1.CodePermissionDenied, "stuck, due_within and overdue list every account's jobs: not for a dashboard principal")
+		return false
+	}
+	acct := q.Get("account_id")
+	switch {
+	case p.Account != "" && acct == "":
+		q.Set("account_id", p.Account)
+		r.URL.RawQuery = q.Encode()
+	case p.Account != "" && acct != p.Account:
+		writeError(w, http.StatusForbidden, apiv1.CodePermissionDenied, fmt.Sprintf("this token is limited to account %s", p.Account))
+		return false
+	case acct == "":
+		writeError(w, http.StatusForbidden, apiv1.CodePermissionDenied, "a dashboard principal lists one account's jobs: add ?account_id=")
+		return false
+	}
+	return true
 }
 
 func (s *server) ready(w http.ResponseWriter, r *http.Request) {

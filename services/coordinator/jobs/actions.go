@@ -227,7 +227,7 @@ func (j *Job) Act(r ActionRequest, at time.Time) (Action, error) {
 		}
 		j.Deadline = AddMonths(orig, used+r.Months)
 	}
-	j.UpdatedAt = at
+	j.touch(at)
 	a.To = j.Status
 	j.Actions = append(j.Actions, a)
 	return a, nil

@@ -478,7 +478,7 @@ func (j *Job) MarkDispatched(k TaskKey, gen uint32, at time.Time) (bool, error) 
 	at = at.UTC()
 	t.Status = TaskDispatched
 	t.DispatchedAt = &at
-	j.UpdatedAt = at
+	j.touch(at)
 	if j.Status == StatusPending {
 		j.Status = StatusRunning
 	}
@@ -527,7 +527,7 @@ func (j *Job) MarkRedispatched(k TaskKey, gen uint32, seq uint64, at time.Time) 
 	t.MsgSeq = seq
 	t.Redispatches++
 	t.DispatchedAt = &at
-	j.UpdatedAt = at
+	j.touch(at)
 	return true, nil
 }
 
@@ -624,7 +624,7 @@ func (j *Job) ApplyReport(r Report) (Effect, error) {
 			}
 		}
 	}
-	j.UpdatedAt = at
+	j.touch(at)
 	eff := Effect{Result: ReportApplied, Released: j.release(at)}
 	before := j.Status
 	j.settle(at)
@@ -743,7 +743,7 @@ func (j *Job) RecordRetry(r Report) (Attempt, bool, error) {
 	t.record(a)
 	t.Attempts = max(t.Attempts, t.PriorAttempts+r.Attempt)
 	t.Error, t.ErrorCode = r.Error, r.ErrorCode
-	j.UpdatedAt = a.At
+	j.touch(a.At)
 	return a, true, nil
 }
 
@@ -827,6 +827,15 @@ func (j *Job) Replay(sel ReplaySelector, actor, reason string, at time.Time) ([]
 	j.Status = StatusRunning
 	j.FinishedAt = nil
 	j.Error = ""
-	j.UpdatedAt = at
+	j.touch(at)
 	return keys, nil
+}
+
+// touch moves UpdatedAt to at unless it is already later: concurrent
+// updates of one job commit in any order, and a rebuild from the trail
+// must arrive at the same time whatever that order was.
+func (j *Job) touch(at time.Time) {
+	if at.After(j.UpdatedAt) {
+		j.UpdatedAt = at
+	}
 }

@@ -2,7 +2,9 @@
 // append-only audit trail that says who did what, when and why, and from
 // which the Redis projection can be rebuilt. Event ids are deterministic per
 // transition and double as Nats-Msg-Id, so recording the same transition
-// twice within the stream's duplicate window stores it once.
+// twice within the stream's duplicate window stores it once. With an audit
+// key (WithAuditKey) every event is chained into the tamper-evident audit
+// trail that package audit verifies (chain.go).
 package lifecycle
 
 import (
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	erasurev1 "github.com/lethe-privacy/lethe/proto/erasure/v1"
+	"github.com/lethe-privacy/lethe/services/coordinator/audit"
 	"github.com/lethe-privacy/lethe/services/coordinator/jobs"
 )
 
@@ -27,20 +30,51 @@ type Publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
 }
 
-// Recorder writes lifecycle events.
+// Recorder writes lifecycle events. It is safe for concurrent use.
 type Recorder struct {
-	js Publisher
+	js       Publisher
+	key      *audit.Key
+	stream   string
+	maxBatch int
+	chain    *chain // nil without an audit key
 }
 
-// NewRecorder returns a recorder publishing through js.
-func NewRecorder(js Publisher) *Recorder { return &Recorder{js: js} }
+// NewRecorder returns a recorder publishing through js. Without
+// WithAuditKey its events are unsigned (see WithAuditKey).
+func NewRecorder(js Publisher, opts ...Option) *Recorder {
+	r := &Recorder{js: js, stream: defaultStream, maxBatch: defaultMaxBatch}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.key != nil {
+		r.chain = newChain(js, r.key, r.stream, r.maxBatch)
+	}
+	return r
+}
+
+// ChainStats counts what the recorder appended to the audit chain (zero
+// without an audit key).
+func (r *Recorder) ChainStats() ChainStats {
+	if r.chain == nil {
+		return ChainStats{}
+	}
+	return r.chain.stats()
+}
 
 // Record appends ev, retrying briefly; it returns only once the stream
 // has stored the event (or it was a duplicate), or with the last error.
+// With an audit key the event is signed into the chain, batched with the
+// events other goroutines record meanwhile.
 func (r *Recorder) Record(ctx context.Context, ev *erasurev1.LifecycleEvent) error {
 	data, err := proto.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode lifecycle event %s: %w", ev.GetEventId(), err)
+	}
+	if r.chain != nil {
+		if err := r.chain.record(ctx, erasurev1.LifecycleSubject(ev.GetJobId()), ev.GetEventId(), data); err != nil {
+			return fmt.Errorf("record %s event of job %s: %w", ev.GetType(), ev.GetJobId(), err)
+		}
+		return nil
 	}
 	m := nats.NewMsg(erasurev1.LifecycleSubject(ev.GetJobId()))
 	m.Data = data

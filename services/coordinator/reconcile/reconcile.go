@@ -335,7 +335,8 @@ func (r *Reconciler) redispatch(ctx context.Context, j *jobs.Job, k jobs.TaskKey
 		return fmt.Errorf("redispatch %s of job %s: %w", k, j.ID, err)
 	}
 	var changed bool
-	j, err = r.store.Update(ctx, j.ID, func(j *jobs.Job) error {
+	id := j.ID // Update returns no job with its error
+	j, err = r.store.Update(ctx, id, func(j *jobs.Job) error {
 		var err error
 		changed, err = j.MarkRedispatched(k, gen, ack.Sequence, now)
 		if err != nil {
@@ -347,7 +348,7 @@ func (r *Reconciler) redispatch(ctx context.Context, j *jobs.Job, k jobs.TaskKey
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("mark %s of job %s redispatched: %w", k, j.ID, err)
+		return fmt.Errorf("mark %s of job %s redispatched: %w", k, id, err)
 	}
 	if !changed {
 		return nil

@@ -197,7 +197,7 @@ func (s *Store) pass(batch []*purgeRequest) {
 		defer stop()
 	}
 
-	res := s.erase(ctx, accounts)
+	res := s.erase(passContext{Context: ctx, live: live}, accounts)
 
 	replied := make(map[string]bool, len(accounts))
 	for _, r := range live {
@@ -318,6 +318,27 @@ func (s *Store) erase(ctx context.Context, accounts []string) passResult {
 	s.stats.segmentRewrites.Add(int64(res.rewritten))
 	s.stats.recordsRemoved.Add(res.total)
 	return res
+}
+
+// passContext ends as the pass's context does, and its Err also reports
+// the pass abandoned as soon as every caller's context has ended: the
+// AfterFunc that cancels the pass runs on its own goroutine, and a caller
+// that gave up must not see the pass start another hour in between.
+type passContext struct {
+	context.Context
+	live []*purgeRequest
+}
+
+func (p passContext) Err() error {
+	if err := p.Context.Err(); err != nil {
+		return err
+	}
+	for _, r := range p.live {
+		if r.ctx.Err() == nil {
+			return nil
+		}
+	}
+	return context.Canceled
 }
 
 // forEach runs fn for 0..n-1 on up to s.parallelism goroutines, in order
