@@ -190,7 +190,11 @@ func writeJob(w io.Writer, job apiv1.Job, tasks bool) error {
 			errText = task.ErrorCode + ": " + task.Error
 		}
 		due := "-"
-		if !task.DueAt.IsZero() && (task.Status == apiv1.TaskScheduled || task.Status == apiv1.TaskWaiting) {
+		switch {
+		case task.Calendar != "" && task.Status == apiv1.TaskWaiting:
+			// Dated once the stage before it reports its anchor.
+			due = task.Calendar
+		case !task.DueAt.IsZero() && (task.Status == apiv1.TaskScheduled || task.Status == apiv1.TaskWaiting):
 			due = formatTime(task.DueAt)
 			if task.Retention {
 				due += " (retained until then)"

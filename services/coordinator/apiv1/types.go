@@ -89,6 +89,10 @@ type Task struct {
 	// runs; LegalBasis says which.
 	Retention  bool   `json:"retention,omitempty"`
 	LegalBasis string `json:"legal_basis,omitempty"`
+	// Calendar describes a stage dated by a calendar rule, e.g.
+	// "1 January after year(invoice_issued) + 8, Europe/Berlin"; until the
+	// anchor is reported its due_at is only the earliest time.
+	Calendar string `json:"calendar,omitempty"`
 }
 
 // Attempt is one entry of a task's history.

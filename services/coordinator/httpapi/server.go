@@ -464,6 +464,7 @@ func jobView(j *jobs.Job) apiv1.Job {
 			Generation: t.Generation, Attempts: t.Attempts, ItemsPurged: t.ItemsPurged,
 			Error: t.Error, ErrorCode: t.ErrorCode, DispatchedAt: t.DispatchedAt, FinishedAt: t.FinishedAt,
 			DueAt: t.DueAt, Retention: t.Retention, LegalBasis: t.LegalBasis,
+			Calendar: calendarText(t.Calendar),
 		})
 	}
 	return out
@@ -478,4 +479,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, errCode, msg string) {
 	writeJSON(w, code, apiv1.ErrorBody{Error: apiv1.ErrorDetail{Code: errCode, Message: msg}})
+}
+
+func calendarText(c *jobs.Calendar) string {
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("1 January after year(%s) + %d, %s", c.Anchor, c.PlusYears, c.Zone)
 }
