@@ -93,6 +93,11 @@ type Dispatcher struct {
 	// fence is the sequence of this leadership's fence message; 0 when
 	// unfenced. Only Run's goroutine writes it.
 	fence atomic.Uint64
+	// fencedPub serialises fenced publishes: on a replicated stream the
+	// server refuses (10164) a publish that checks the fence subject
+	// while another such publish is still being replicated, which would
+	// read as a lost leadership.
+	fencedPub sync.Mutex
 }
 
 // New returns a dispatcher; reg may be nil.
@@ -366,7 +371,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
 	if d.opts.BeforePublish != nil {
 		d.opts.BeforePublish(e.JobID, e.Task)
 	}
-	ack, err := d.js.PublishMsg(ctx, msg)
+	ack, err := d.publish(ctx, msg)
 	if err != nil {
 		perr := d.publishError(err, fmt.Errorf("publish %s task of job %s: %w", t.Category, j.ID, err))
 		// Give the claim back, so that the next leader (or round) sends
@@ -429,7 +434,7 @@ func (d *Dispatcher) resendClaimed(ctx context.Context) error {
 			return err
 		}
 		d.fenceMsg(msg)
-		ack, err := d.js.PublishMsg(ctx, msg)
+		ack, err := d.publish(ctx, msg)
 		if err != nil {
 			return d.publishError(err, fmt.Errorf("re-send claimed %s task of job %s: %w", t.Category, j.ID, err))
 		}
@@ -442,6 +447,15 @@ func (d *Dispatcher) resendClaimed(ctx context.Context) error {
 		d.log.Info("re-sent a task claimed without a stored message", zap.String("job_id", j.ID), zap.String("category", t.Category), zap.Bool("was_duplicate", ack.Duplicate))
 	}
 	return nil
+}
+
+// publish sends a task message; fenced ones one at a time.
+func (d *Dispatcher) publish(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
+	if msg.Header.Get(expectedLastSubjSeqSubjHeader) != "" {
+		d.fencedPub.Lock()
+		defer d.fencedPub.Unlock()
+	}
+	return d.js.PublishMsg(ctx, msg)
 }
 
 func (d *Dispatcher) fenceMsg(msg *nats.Msg) {

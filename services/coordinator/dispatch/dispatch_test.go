@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,11 +25,14 @@ import (
 // before it could mark the task dispatched.
 type crashAfterPublish struct {
 	jetstream.JetStream
+	mu      sync.Mutex // the dispatcher publishes a round's tasks at once
 	crashes int
 }
 
 func (c *crashAfterPublish) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	ack, err := c.JetStream.PublishMsg(ctx, m, opts...)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err == nil && c.crashes > 0 {
 		c.crashes--
 		return nil, errors.New("crashed after publish")
