@@ -28,9 +28,8 @@ func (s *server) actionRoutes(mux *http.ServeMux) {
 // 404 for an unknown job, and 409 with the job's current status when the
 // status does not allow the action.
 func (s *server) act(w http.ResponseWriter, r *http.Request, kind jobs.ActionKind) {
-	id := r.PathValue("id")
-	if !validJobID(id) {
-		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+	id, ok := pathJobID(w, r)
+	if !ok {
 		return
 	}
 	var body apiv1.ActionRequest

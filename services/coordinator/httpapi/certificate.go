@@ -35,9 +35,8 @@ func (s *server) certificateRoutes(mux *http.ServeMux) {
 // certificate answers with the signed certificate of a job that ended:
 // 404 for an unknown job, 409 (saying its state) for a running one.
 func (s *server) certificate(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validJobID(id) {
-		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+	id, ok := pathJobID(w, r)
+	if !ok {
 		return
 	}
 	j, err := s.svc.Get(r.Context(), id)

@@ -213,9 +213,8 @@ func (s *server) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) get(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validJobID(id) {
-		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+	id, ok := pathJobID(w, r)
+	if !ok {
 		return
 	}
 	j, err := s.svc.Get(r.Context(), id)
@@ -231,9 +230,8 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) replay(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validJobID(id) {
-		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+	id, ok := pathJobID(w, r)
+	if !ok {
 		return
 	}
 	var body apiv1.ReplayRequest
@@ -415,6 +413,17 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil
+}
+
+// pathJobID returns the {id} of the request's path, or answers 400 and
+// false when it is not a job id.
+func pathJobID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if !validJobID(id) {
+		writeError(w, http.StatusBadRequest, apiv1.CodeInvalidArgument, "job id must be a UUID as returned by POST /v1/erasures")
+		return "", false
+	}
+	return id, true
 }
 
 func validJobID(id string) bool {
