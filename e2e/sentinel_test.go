@@ -84,7 +84,9 @@ func startRedisSentinel(t *testing.T) *redisSentinel {
 		p := &redisProc{name: name, addr: fmt.Sprintf("127.0.0.1:%d", ports[3+i]), log: filepath.Join(dir, name+".log")}
 		conf := filepath.Join(dir, name+".conf")
 		// Down after one second without an answer; quorum two of three;
-		// a failover may take 3 s (and another starts 6 s after it).
+		// a failover may take 10 s before another is tried (with 3 s, a
+		// sentinel slowed by a loaded machine started a second failover that
+		// flipped the primary back after the test had rebuilt the jobs).
 		text := strings.Join([]string{
 			"port " + strconv.Itoa(ports[3+i]),
 			"bind 127.0.0.1",
@@ -92,7 +94,7 @@ func startRedisSentinel(t *testing.T) *redisSentinel {
 			"logfile " + p.log,
 			fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 2", sentinelMaster, ports[0]),
 			"sentinel down-after-milliseconds " + sentinelMaster + " 1000",
-			"sentinel failover-timeout " + sentinelMaster + " 3000",
+			"sentinel failover-timeout " + sentinelMaster + " 10000",
 			"sentinel parallel-syncs " + sentinelMaster + " 1",
 		}, "\n") + "\n"
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
