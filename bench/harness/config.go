@@ -85,6 +85,10 @@ type Config struct {
 	Keep    bool
 	// LogLevel of the services; "info" is what ships.
 	LogLevel string
+	// CoordinatorPprof, when set, is the loopback host:port where the
+	// coordinator serves Go's profiler during the run (for profiling it
+	// under load: go tool pprof http://ADDR/debug/pprof/profile).
+	CoordinatorPprof string
 
 	Storages []Storage
 	Targets  []string

@@ -204,7 +204,7 @@ func (r *runner) startServices(ctx context.Context, s *stack, name string) error
 		}
 	}
 	s.services, err = startServices(ctx, serviceEnv{
-		binDir: r.cfg.BinDir, logDir: r.logDir, logLevel: r.cfg.LogLevel,
+		binDir: r.cfg.BinDir, logDir: r.logDir, logLevel: r.cfg.LogLevel, pprofAddr: r.cfg.CoordinatorPprof,
 		natsURL: s.nats.url, redisURL: s.redis.url, redisPrefix: s.redis.prefix,
 		contactsDSN: r.contactsDSN, billingDSN: r.billingDSN, backupsDSN: r.backupsDSN,
 		logsRoot: filepath.Join(s.dir, "logs"), backupRoot: filepath.Join(s.dir, "backups"),

@@ -19,6 +19,7 @@ type serviceEnv struct {
 	binDir      string
 	logDir      string
 	logLevel    string
+	pprofAddr   string
 	natsURL     string
 	redisURL    string
 	redisPrefix string
@@ -119,7 +120,7 @@ func startServices(ctx context.Context, e serviceEnv) ([]*service, error) {
 	coord, err := start(BinCoordinator,
 		"LETHE_REDIS_URL="+e.redisURL, "LETHE_REDIS_PREFIX="+e.redisPrefix,
 		"LETHE_CATEGORIES=contacts,logs,billing,backups", "LETHE_CERTIFICATE_KEY="+e.certKey,
-		"LETHE_POLICY="+e.policyPath, "LETHE_API_TOKENS="+e.tokensPath)
+		"LETHE_POLICY="+e.policyPath, "LETHE_API_TOKENS="+e.tokensPath, "LETHE_PPROF_ADDR="+e.pprofAddr)
 	if err != nil {
 		return nil, err
 	}

@@ -154,6 +154,7 @@ func parse(args []string, stderr io.Writer) (harness.Config, string, bool, error
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "parent of the run's work directory (default: a temporary one)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory (stores, process logs)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "the services' log level (info ships)")
+	fs.StringVar(&c.CoordinatorPprof, "coordinator-pprof", "", "loopback host:port where the coordinator serves Go's profiler during the run (go tool pprof http://ADDR/debug/pprof/profile); empty: off")
 	if err := fs.Parse(args); err != nil {
 		return c, "", false, err
 	}

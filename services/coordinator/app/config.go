@@ -33,8 +33,11 @@ type Config struct {
 	RedisSentinels  []string
 	RedisMasterName string
 	// RedisTLS names the CA and client certificate for TLS to Redis.
-	RedisTLS  tlsfiles.Files
-	HTTPAddr  string
+	RedisTLS tlsfiles.Files
+	HTTPAddr string
+	// PprofAddr, when set, serves Go's profiler (net/http/pprof) there,
+	// without authentication: loopback only.
+	PprofAddr string
 	LogFormat string
 	LogLevel  string
 	// Categories get one "erase" task each in every job.
@@ -189,6 +192,7 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.RedisMasterName, "redis-master-name", env("LETHE_REDIS_MASTER_NAME", "lethe"), "the Sentinel master name of the Redis primary (env LETHE_REDIS_MASTER_NAME)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("LETHE_REDIS_PREFIX", "lethe:"), "prefix of every Redis key (env LETHE_REDIS_PREFIX)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("LETHE_HTTP_ADDR", "127.0.0.1:8080"), "HTTP listen address (env LETHE_HTTP_ADDR)")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", env("LETHE_PPROF_ADDR", ""), "serve Go's profiler (/debug/pprof/) on this loopback host:port, for profiling; empty: off (env LETHE_PPROF_ADDR)")
 	fs.StringVar(&c.LogFormat, "log-format", env("LETHE_LOG_FORMAT", "json"), "json or console (env LETHE_LOG_FORMAT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LETHE_LOG_LEVEL", "info"), "debug, info, warn or error (env LETHE_LOG_LEVEL)")
 	cats := fs.String("categories", env("LETHE_CATEGORIES", strings.Join(topology.DefaultSettings().Categories, ",")), "comma-separated data categories every job erases (env LETHE_CATEGORIES)")
@@ -268,6 +272,11 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("LETHE_HTTP_ADDR %q is not host:port", c.HTTPAddr))
 	}
+	if c.PprofAddr != "" {
+		if host, _, err := net.SplitHostPort(c.PprofAddr); err != nil || !isLoopback(host) {
+			errs = append(errs, fmt.Errorf("LETHE_PPROF_ADDR %q: the profiler has no authentication, give a loopback host:port such as 127.0.0.1:6060", c.PprofAddr))
+		}
+	}
 	if len(c.Categories) == 0 {
 		errs = append(errs, errors.New("LETHE_CATEGORIES names no category"))
 	}
@@ -284,4 +293,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("invalid configuration: %w", err)
 	}
 	return nil
+}
+
+// isLoopback reports whether host is a loopback address or localhost.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

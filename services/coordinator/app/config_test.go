@@ -25,6 +25,15 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+func TestLoadConfigPprofOnLoopback(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:0"} {
+		c, err := LoadConfig([]string{"-pprof-addr", addr}, func(string) string { return "" })
+		if err != nil || c.PprofAddr != addr {
+			t.Errorf("-pprof-addr %s: %v (PprofAddr %q)", addr, err, c.PprofAddr)
+		}
+	}
+}
+
 func TestLoadConfigErrors(t *testing.T) {
 	tests := []struct {
 		args []string
@@ -36,6 +45,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{nil, map[string]string{"LETHE_CATEGORIES": " , "}, "no category"},
 		{[]string{"-stream-replicas", "2"}, nil, "replicas"},
 		{[]string{"extra"}, nil, "unexpected argument"},
+		{[]string{"-pprof-addr", "0.0.0.0:6060"}, nil, "loopback"},
+		{nil, map[string]string{"LETHE_PPROF_ADDR": "6060"}, "LETHE_PPROF_ADDR"},
 	}
 	for _, tt := range tests {
 		_, err := LoadConfig(tt.args, func(k string) string { return tt.env[k] })

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -82,6 +83,8 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 	log.Info("retention policy loaded", zap.String("version", pol.Version), zap.String("fingerprint", pol.Fingerprint()), zap.String("path", cfg.PolicyPath))
 	disp := dispatch.New(store, js, rec, log.Named("dispatch"), reg, dispatch.Options{
 		Lease: lease.New(rdb, cfg.RedisPrefix, "scheduler", holderID(), cmp.Or(cfg.SchedulerLeaseTTL, 10*time.Second)),
+		// A replicated tasks stream takes fenced publishes one at a time.
+		AsyncPublish: cfg.Topology.Replicas <= 1,
 	})
 	svc := NewService(store, rec, cfg.Plan(), reg, WithWake(disp.Wake), WithPolicy(pol))
 
@@ -150,6 +153,14 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger, listening chan<- stri
 		listening <- ln.Addr().String()
 	}
 
+	if cfg.PprofAddr != "" {
+		pprofSrv, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer pprofSrv.Close()
+	}
+
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
@@ -209,4 +220,23 @@ func holderID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
+}
+
+// servePprof serves Go's profiler on addr (checked to be loopback), for
+// profiling a running coordinator (docs/benchmarks.md).
+func servePprof(addr string, log *zap.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s for the profiler (in use? set LETHE_PPROF_ADDR): %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiler serving", zap.String("pprof_addr", ln.Addr().String()))
+	return srv, nil
 }

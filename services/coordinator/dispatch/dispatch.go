@@ -11,6 +11,7 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,12 @@ type Options struct {
 	// claim and publish); default 15s. The resend carries the same
 	// Nats-Msg-Id, so a message that was stored after all is not doubled.
 	ResendAfter time.Duration
+	// AsyncPublish publishes a round's tasks without waiting for each
+	// ack, when the publisher can (jetstream.JetStream can). Only for a
+	// tasks stream on one server: on a replicated stream the server
+	// refuses (10164) a fenced publish while another is being replicated,
+	// so there they go one at a time.
+	AsyncPublish bool
 	// BeforePublish, when set, is called between claiming a task and
 	// publishing it: tests use it to pause a leader at the worst moment.
 	BeforePublish func(jobID string, task jobs.TaskKey)
@@ -281,6 +288,13 @@ func (d *Dispatcher) loop(ctx context.Context) error {
 
 // DispatchDue publishes up to one batch of due tasks and returns how many
 // it handled.
+//
+// A round goes in steps, each over all its tasks at once, because a
+// round trip per task was what bounded the coordinator (docs/benchmarks.md):
+// claim every task in Redis (UpdateMany: one read, one pipeline of
+// compare-and-set scripts), publish the claimed ones (with AsyncPublish
+// without waiting between them), note where each message sits (again one
+// UpdateMany), then record the dispatches in the audit trail.
 func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
 	if err := d.resendClaimed(ctx); err != nil {
 		return 0, err
@@ -289,123 +303,294 @@ func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Each task is a few round trips to Redis and one to NATS: a round's
-	// tasks go out Parallel at a time. Tasks of one job serialise on the
-	// job's WATCH (a conflict retries), so order does not matter.
-	sem := make(chan struct{}, d.opts.Parallel)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for _, e := range due {
-		sem <- struct{}{}
-		mu.Lock()
-		stop := firstErr != nil
-		mu.Unlock()
-		if stop {
-			<-sem
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := d.dispatch(ctx, e); err != nil {
-				mu.Lock()
-				// A deposed leader's error wins: it must stop scheduling.
-				if firstErr == nil || errors.Is(err, ErrDeposed) {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-		}()
+	if len(due) == 0 {
+		return 0, nil
 	}
-	wg.Wait()
+	now := d.opts.Now()
+	sends, err := d.claim(ctx, due, now)
+	if err != nil {
+		return 0, err
+	}
+	if len(sends) == 0 {
+		return len(due), nil
+	}
+	d.publishAll(ctx, sends)
+	var firstErr error
+	sent := sends[:0:0]
+	for _, sd := range sends {
+		if sd.err == nil {
+			sent = append(sent, sd)
+			continue
+		}
+		perr := d.publishError(sd.err, fmt.Errorf("publish %s task of job %s: %w", sd.task.Category, sd.job.ID, sd.err))
+		// A deposed leader's error wins: it must stop scheduling.
+		if firstErr == nil || errors.Is(perr, ErrDeposed) {
+			firstErr = perr
+		}
+		d.giveBack(ctx, sd)
+	}
+	if err := d.noteSequences(ctx, sent); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	if err := d.recordDispatched(ctx, sent); err != nil && firstErr == nil {
+		firstErr = err
+	}
 	if firstErr != nil {
 		return 0, firstErr
 	}
 	return len(due), nil
 }
 
-func (d *Dispatcher) dispatch(ctx context.Context, e jobstore.DueEntry) error {
-	now := d.opts.Now()
-	var gen uint32
-	claimed := false
-	// Claim first: marking the task dispatched is atomic with the job, so
-	// a cancel or hold that got there first wins and nothing is sent.
-	j, err := d.store.Update(ctx, e.JobID, func(j *jobs.Job) error {
-		t, err := j.Task(e.Task)
-		if err != nil {
-			return err
+// send is one claimed task on its way to the broker.
+type send struct {
+	entry jobstore.DueEntry
+	job   *jobs.Job
+	task  *jobs.Task
+	gen   uint32
+	msg   *nats.Msg
+	ack   *jetstream.PubAck
+	err   error
+	// recorded: its TASK_DISPATCHED event is to be written (the task is
+	// still this dispatch once its sequence is noted).
+	recorded bool
+}
+
+// claim marks the round's due tasks dispatched, all of a job's in one
+// atomic update, and returns those to send. Entries whose job or task no
+// longer exists, or whose task moved on (the index lags the job: it was
+// cancelled, held, or already sent), are dropped from the index.
+func (d *Dispatcher) claim(ctx context.Context, due []jobstore.DueEntry, now time.Time) ([]*send, error) {
+	var ids []string
+	byJob := map[string][]int{}
+	for i, e := range due {
+		if _, ok := byJob[e.JobID]; !ok {
+			ids = append(ids, e.JobID)
 		}
-		gen = t.Generation
-		claimed, err = j.MarkDispatched(e.Task, gen, now)
-		if err != nil {
-			return err
+		byJob[e.JobID] = append(byJob[e.JobID], i)
+	}
+	// Per due entry, as the last call of the update function left it.
+	type outcome struct {
+		claimed bool
+		gen     uint32
+		err     error
+	}
+	outs := make([]outcome, len(due))
+	res, err := d.store.UpdateMany(ctx, ids, func(n int, j *jobs.Job) error {
+		any := false
+		for _, i := range byJob[ids[n]] {
+			o := outcome{}
+			t, err := j.Task(due[i].Task)
+			if err == nil {
+				o.gen = t.Generation
+				o.claimed, err = j.MarkDispatched(due[i].Task, o.gen, now)
+			}
+			o.err = err
+			outs[i] = o
+			any = any || o.claimed
 		}
-		if !claimed {
+		if !any {
 			return jobstore.ErrNoChange
 		}
 		return nil
 	})
-	switch {
-	case errors.Is(err, jobs.ErrNotFound) || errors.Is(err, jobs.ErrUnknownTask):
-		d.log.Warn("due task of unknown job dropped", zap.String("job_id", e.JobID), zap.String("category", e.Task.Category))
-		return d.store.DropDue(ctx, e.JobID, e.Task)
-	case err != nil:
-		return fmt.Errorf("claim %s task of job %s: %w", e.Task.Category, e.JobID, err)
-	case !claimed:
-		// The index lags the job (it moved on, or is held or ended):
-		// nothing to send.
-		return d.store.DropDue(ctx, e.JobID, e.Task)
-	}
-	t, err := j.Task(e.Task)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("claim %d due tasks: %w", len(due), err)
 	}
-	msg, err := taskMessage(j, t, now)
-	if err != nil {
-		return err
-	}
-	d.fenceMsg(msg)
-	if d.opts.BeforePublish != nil {
-		d.opts.BeforePublish(e.JobID, e.Task)
-	}
-	ack, err := d.publish(ctx, msg)
-	if err != nil {
-		perr := d.publishError(err, fmt.Errorf("publish %s task of job %s: %w", t.Category, j.ID, err))
-		// Give the claim back, so that the next leader (or round) sends
-		// it; should this fail, reconciliation finds the task dispatched
-		// without a message and sends it.
-		if _, uerr := d.store.Update(context.WithoutCancel(ctx), j.ID, func(j *jobs.Job) error {
-			if !j.UnmarkDispatched(e.Task, gen) {
-				return jobstore.ErrNoChange
+	var sends []*send
+	for n, id := range ids {
+		r := res[n]
+		for _, i := range byJob[id] {
+			e, o := due[i], outs[i]
+			switch {
+			case errors.Is(r.Err, jobs.ErrNotFound) || (r.Err == nil && errors.Is(o.err, jobs.ErrUnknownTask)):
+				d.log.Warn("due task of unknown job dropped", zap.String("job_id", e.JobID), zap.String("category", e.Task.Category))
+				if err := d.store.DropDue(ctx, e.JobID, e.Task); err != nil {
+					return nil, err
+				}
+			case r.Err != nil:
+				return nil, fmt.Errorf("claim %s task of job %s: %w", e.Task.Category, e.JobID, r.Err)
+			case o.err != nil:
+				return nil, fmt.Errorf("claim %s task of job %s: %w", e.Task.Category, e.JobID, o.err)
+			case !o.claimed:
+				// The index lags the job: nothing to send.
+				if err := d.store.DropDue(ctx, e.JobID, e.Task); err != nil {
+					return nil, err
+				}
+			default:
+				t, err := r.Job.Task(e.Task)
+				if err != nil {
+					return nil, err
+				}
+				msg, err := taskMessage(r.Job, t, now)
+				if err != nil {
+					return nil, err
+				}
+				d.fenceMsg(msg)
+				sends = append(sends, &send{entry: e, job: r.Job, task: t, gen: o.gen, msg: msg})
 			}
-			return nil
-		}); uerr != nil {
-			d.log.Warn("claim of an unsent task not given back; reconciliation will send it", zap.String("job_id", j.ID), zap.String("category", e.Task.Category), zap.Error(uerr))
 		}
-		return perr
 	}
-	j, err = d.store.Update(ctx, j.ID, func(j *jobs.Job) error {
-		// Where the message sits, so that reconciliation can tell a task
-		// still queued from one the broker lost.
-		if err := j.SetMsgSeq(e.Task, gen, ack.Sequence); err != nil {
-			return err
+	return sends, nil
+}
+
+// AsyncPublisher publishes without waiting for the ack (jetstream.JetStream
+// does).
+type AsyncPublisher interface {
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// ackWait bounds the wait for a task message's ack.
+const ackWait = 10 * time.Second
+
+// publishAll publishes the claimed tasks and sets each one's ack or err.
+func (d *Dispatcher) publishAll(ctx context.Context, sends []*send) {
+	if d.opts.BeforePublish != nil {
+		for _, sd := range sends {
+			d.opts.BeforePublish(sd.entry.JobID, sd.entry.Task)
+		}
+	}
+	if ap, ok := d.js.(AsyncPublisher); ok && d.opts.AsyncPublish {
+		d.publishAsync(ctx, ap, sends)
+		return
+	}
+	sem := make(chan struct{}, d.opts.Parallel)
+	var wg sync.WaitGroup
+	for _, sd := range sends {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			sd.ack, sd.err = d.publish(ctx, sd.msg)
+		}()
+	}
+	wg.Wait()
+}
+
+// publishAsync sends every message without waiting, then collects the
+// acks. On one server a connection's messages are stored in the order
+// sent, so fenced ones need not wait for each other there.
+func (d *Dispatcher) publishAsync(ctx context.Context, ap AsyncPublisher, sends []*send) {
+	futures := make([]jetstream.PubAckFuture, len(sends))
+	for i, sd := range sends {
+		futures[i], sd.err = ap.PublishMsgAsync(sd.msg)
+	}
+	timer := time.NewTimer(ackWait)
+	defer timer.Stop()
+	var gaveUp error // once set, what is not acked yet fails with it
+	for i, f := range futures {
+		sd := sends[i]
+		if f == nil {
+			continue
+		}
+		if gaveUp == nil {
+			select {
+			case sd.ack = <-f.Ok():
+				continue
+			case sd.err = <-f.Err():
+				continue
+			case <-timer.C:
+				gaveUp = fmt.Errorf("no ack within %s: %w", ackWait, context.DeadlineExceeded)
+			case <-ctx.Done():
+				gaveUp = ctx.Err()
+			}
+		}
+		select {
+		case sd.ack = <-f.Ok():
+		case sd.err = <-f.Err():
+		default:
+			sd.err = gaveUp
+		}
+	}
+}
+
+// giveBack un-claims a task whose publish failed, so that the next round
+// (or the next leader) sends it; should this fail, reconciliation finds
+// the task dispatched without a message and sends it.
+func (d *Dispatcher) giveBack(ctx context.Context, sd *send) {
+	if _, err := d.store.Update(context.WithoutCancel(ctx), sd.job.ID, func(j *jobs.Job) error {
+		if !j.UnmarkDispatched(sd.entry.Task, sd.gen) {
+			return jobstore.ErrNoChange
+		}
+		return nil
+	}); err != nil {
+		d.log.Warn("claim of an unsent task not given back; reconciliation will send it", zap.String("job_id", sd.job.ID), zap.String("category", sd.entry.Task.Category), zap.Error(err))
+	}
+}
+
+// noteSequences records where each sent message sits in the tasks stream,
+// so that reconciliation can tell a task still queued from one the broker
+// lost, and takes the tasks out of the claimed index.
+func (d *Dispatcher) noteSequences(ctx context.Context, sent []*send) error {
+	if len(sent) == 0 {
+		return nil
+	}
+	var ids []string
+	byJob := map[string][]*send{}
+	for _, sd := range sent {
+		if _, ok := byJob[sd.job.ID]; !ok {
+			ids = append(ids, sd.job.ID)
+		}
+		byJob[sd.job.ID] = append(byJob[sd.job.ID], sd)
+	}
+	res, err := d.store.UpdateMany(ctx, ids, func(n int, j *jobs.Job) error {
+		for _, sd := range byJob[ids[n]] {
+			if err := j.SetMsgSeq(sd.entry.Task, sd.gen, sd.ack.Sequence); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("note where the %s task of job %s sits: %w", e.Task.Category, e.JobID, err)
+		return fmt.Errorf("note where %d sent tasks sit: %w", len(sent), err)
 	}
-	d.metrics.WithLabelValues(e.Task.Category).Inc()
-	if t, err := j.Task(e.Task); err == nil && t.DispatchedAt != nil && t.Generation == gen {
-		if err := d.rec.Record(ctx, lifecycle.Dispatched(j, t, *t.DispatchedAt)); err != nil {
-			return err
+	var firstErr error
+	for n, id := range ids {
+		if res[n].Err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("note where the tasks of job %s sit: %w", id, res[n].Err)
+			}
+			continue
+		}
+		for _, sd := range byJob[id] {
+			d.metrics.WithLabelValues(sd.entry.Task.Category).Inc()
+			if t, err := res[n].Job.Task(sd.entry.Task); err == nil && t.DispatchedAt != nil && t.Generation == sd.gen {
+				sd.job, sd.task, sd.recorded = res[n].Job, t, true
+			}
 		}
 	}
-	return nil
+	return firstErr
 }
+
+// recordDispatched writes the round's TASK_DISPATCHED events, all at
+// once, so that the recorder can append them in few batches.
+func (d *Dispatcher) recordDispatched(ctx context.Context, sent []*send) error {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	sem := make(chan struct{}, maxRecording)
+	for _, sd := range sent {
+		if !sd.recorded {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := d.rec.Record(ctx, lifecycle.Dispatched(sd.job, sd.task, *sd.task.DispatchedAt)); err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// maxRecording bounds the dispatch events being recorded at once.
+const maxRecording = 256
 
 // resendClaimed sends again the tasks claimed long ago whose message is
 // not known to be stored: a crash (or a deposed leader) between the claim

@@ -81,9 +81,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // freezes (its lease renewals too) just before publishing; its lease runs
 // out and replica B takes over. When A wakes, its publish is refused by the
 // stream (B's fence message replaced A's), A gives the claim back, and B
-// sends the task: exactly one task message, sent by the leader.
+// sends the task: exactly one task message, sent by the leader. Both
+// ways of publishing: one ack at a time, and a round's tasks without
+// waiting (what a coordinator on one server does).
 func TestPausedLeaderCannotPublishAfterHandover(t *testing.T) {
 	t.Parallel()
+	for _, async := range []bool{false, true} {
+		t.Run(map[bool]string{false: "sync", true: "async"}[async], func(t *testing.T) {
+			t.Parallel()
+			testPausedLeader(t, async)
+		})
+	}
+}
+
+func testPausedLeader(t *testing.T, async bool) {
 	srv := testenv.StartNATS(t)
 	_, js := srv.Connect(t)
 	settings := topology.DefaultSettings()
@@ -106,7 +117,7 @@ func TestPausedLeaderCannotPublishAfterHandover(t *testing.T) {
 	regA := prometheus.NewRegistry()
 	core, logsA := observer.New(zap.InfoLevel)
 	a := dispatch.New(store, js, rec, zap.New(core).Named("a"), regA, dispatch.Options{
-		Lease: leaseA, MaxSleep: 100 * time.Millisecond,
+		Lease: leaseA, MaxSleep: 100 * time.Millisecond, AsyncPublish: async,
 		BeforePublish: func(string, jobs.TaskKey) {
 			blockOnce.Do(func() {
 				resumeRenew = leaseA.pause()
@@ -121,7 +132,7 @@ func TestPausedLeaderCannotPublishAfterHandover(t *testing.T) {
 
 	regB := prometheus.NewRegistry()
 	b := dispatch.New(store, js, rec, zaptest.NewLogger(t).Named("b"), regB, dispatch.Options{
-		Lease: lease.New(rdb, prefix, "scheduler", "replica-b", ttl), MaxSleep: 100 * time.Millisecond,
+		Lease: lease.New(rdb, prefix, "scheduler", "replica-b", ttl), MaxSleep: 100 * time.Millisecond, AsyncPublish: async,
 	})
 	doneB := make(chan error, 1)
 	go func() { doneB <- b.Run(ctx) }()

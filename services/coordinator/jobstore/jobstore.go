@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,6 +29,7 @@ type Store struct {
 	prefix string
 	// EventTTL bounds how long a dashboard event id is remembered.
 	eventTTL time.Duration
+	updates  coalescer
 }
 
 // Option configures a Store.
@@ -39,7 +41,7 @@ func WithEventTTL(d time.Duration) Option { return func(s *Store) { s.eventTTL =
 
 // New returns a store whose keys all start with prefix (e.g. "lethe:").
 func New(rdb redis.UniversalClient, prefix string, opts ...Option) *Store {
-	s := &Store{rdb: rdb, prefix: prefix, eventTTL: 30 * 24 * time.Hour}
+	s := &Store{rdb: rdb, prefix: prefix, eventTTL: 30 * 24 * time.Hour, updates: coalescer{turn: make(chan struct{}, 1)}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -176,82 +178,379 @@ var ErrNoChange = errors.New("no change")
 // fn returns ErrNoChange nothing is written and Update returns the job
 // and nil. Update returns an error wrapping jobs.ErrNotFound for an
 // unknown id.
+//
+// An update is two round trips: a read, then one script that writes only
+// if the document is still the one read (a compare-and-set on its bytes)
+// and applies the index changes with it. WATCH/MULTI/EXEC cost four and,
+// with the dispatcher's and the reports' updates on every task, were a
+// large part of the coordinator's CPU per job (docs/benchmarks.md).
+// Updates asked for at the same time on other goroutines share those two
+// round trips (see coalescer); fn runs on whichever goroutine flushes, so
+// it must not call the store itself.
 func (s *Store) Update(ctx context.Context, id string, fn func(*jobs.Job) error) (*jobs.Job, error) {
-	key := s.jobKey(id)
-	var out *jobs.Job
-	txf := func(tx *redis.Tx) error {
-		data, err := tx.Get(ctx, key).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return fmt.Errorf("update job %s: %w", id, jobs.ErrNotFound)
+	r := &pendingUpdate{ctx: ctx, id: id, fn: fn, done: make(chan struct{})}
+	s.updates.mu.Lock()
+	s.updates.queue = append(s.updates.queue, r)
+	s.updates.mu.Unlock()
+	for {
+		select {
+		case <-r.done:
+			return r.res.Job, r.res.Err
+		case s.updates.turn <- struct{}{}:
+			s.flushUpdates(r)
+			<-s.updates.turn
+		case <-ctx.Done():
+			// Still queued, the update is skipped by the next flush;
+			// being flushed, it may still land, as a write whose answer
+			// was lost would.
+			return nil, fmt.Errorf("update job %s: %w", id, ctx.Err())
 		}
-		if err != nil {
-			return err
-		}
-		before, err := decode(id, data)
-		if err != nil {
-			return err
-		}
-		j, _ := decode(id, data)
-		if err := fn(j); err != nil {
-			if errors.Is(err, ErrNoChange) {
-				out = j
-				return nil
-			}
-			return err
-		}
-		if before.Status.Terminal() && !j.Status.Terminal() {
-			// Reopening (a replay) makes the job the account's active one
-			// again, unless a newer job already is.
-			ak := s.activeKey(j.AccountID)
-			if err := tx.Watch(ctx, ak).Err(); err != nil {
-				return err
-			}
-			other, err := tx.Get(ctx, ak).Result()
-			if err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			if other != "" && other != id {
-				return fmt.Errorf("%w: account %s has another active job %s; replay that one or wait for it", jobs.ErrConflict, j.AccountID, other)
-			}
-		}
-		newData, err := json.Marshal(j)
-		if err != nil {
-			return fmt.Errorf("encode job %s: %w", id, err)
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Set(ctx, key, newData, 0)
-			s.indexChanges(ctx, p, before, j)
-			return nil
-		})
-		if err == nil {
-			out = j
-		}
-		return err
 	}
-	for range 50 {
-		err := s.rdb.Watch(ctx, txf, key)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue
+}
+
+// coalescer gathers the updates that callers on many goroutines (the
+// report intake's handlers, the API) ask for at the same time, so that
+// they go to Redis together: whoever gets the turn runs every waiting
+// update in one UpdateMany, two round trips in all, and the others find
+// theirs done. A lone update costs what it did alone: a read and a
+// script.
+type coalescer struct {
+	mu    sync.Mutex
+	queue []*pendingUpdate
+	turn  chan struct{}
+}
+
+type pendingUpdate struct {
+	ctx  context.Context
+	id   string
+	fn   func(*jobs.Job) error
+	res  UpdateResult
+	done chan struct{}
+}
+
+// maxCoalesced bounds the updates one flush takes.
+const maxCoalesced = 256
+
+// flushUpdates runs queued updates until mine is done.
+func (s *Store) flushUpdates(mine *pendingUpdate) {
+	for {
+		select {
+		case <-mine.done:
+			return
+		default:
 		}
+		s.updates.mu.Lock()
+		n := min(len(s.updates.queue), maxCoalesced)
+		batch := s.updates.queue[:n:n]
+		s.updates.queue = s.updates.queue[n:]
+		s.updates.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		live := batch[:0:0]
+		for _, r := range batch {
+			if r.ctx.Err() != nil {
+				r.res = UpdateResult{Err: fmt.Errorf("update job %s: %w", r.id, r.ctx.Err())}
+				close(r.done)
+				continue
+			}
+			live = append(live, r)
+		}
+		ids := make([]string, len(live))
+		for i, r := range live {
+			ids[i] = r.id
+		}
+		// The flush serves every caller in it: it must not end with
+		// the one whose turn it is.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(mine.ctx), flushTimeout)
+		res, err := s.UpdateMany(ctx, ids, func(i int, j *jobs.Job) error { return live[i].fn(j) })
+		cancel()
+		for i, r := range live {
+			if err != nil {
+				r.res = UpdateResult{Err: fmt.Errorf("update job %s: %w", r.id, err)}
+			} else {
+				r.res = res[i]
+			}
+			close(r.done)
+		}
+	}
+}
+
+// flushTimeout bounds one flush of coalesced updates.
+const flushTimeout = 30 * time.Second
+
+// maxUpdateAttempts bounds how often an update is tried again on top of
+// a concurrent change.
+const maxUpdateAttempts = 50
+
+// prepare decodes a stored job, applies fn and returns the job with the
+// script call that saves it; ops is nil when fn changed nothing
+// (ErrNoChange) or failed.
+func (s *Store) prepare(id string, data []byte, fn func(*jobs.Job) error) (*jobs.Job, *indexOps, error) {
+	j, err := decode(id, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	before := shapeOf(j)
+	if err := fn(j); err != nil {
+		if errors.Is(err, ErrNoChange) {
+			return j, nil, nil
+		}
+		return nil, nil, err
+	}
+	newData, err := json.Marshal(j)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode job %s: %w", id, err)
+	}
+	ops := &indexOps{keys: []string{s.jobKey(id)}, args: []any{data, newData}}
+	if before.status.Terminal() && !j.Status.Terminal() {
+		// Reopening (a replay) makes the job the account's active one
+		// again, unless a newer job already is: checked in the script.
+		ops.checkFree(s.activeKey(j.AccountID), id)
+	}
+	s.indexChanges(ops, before, j)
+	return j, ops, nil
+}
+
+// updated reads updateScript's answer: done when the job was written,
+// not done (try again) when it had changed meanwhile.
+func updated(j *jobs.Job, res []any) (bool, error) {
+	switch code, _ := res[0].(int64); code {
+	case updateWritten:
+		return true, nil
+	case updateChanged:
+		return false, nil
+	default: // updateTaken
+		other, _ := res[1].(string)
+		return true, fmt.Errorf("%w: account %s has another active job %s; replay that one or wait for it", jobs.ErrConflict, j.AccountID, other)
+	}
+}
+
+// UpdateResult is one job's outcome in UpdateMany: the job as stored
+// after the update (or as found, when fn changed nothing), or the error
+// that stopped its update.
+type UpdateResult struct {
+	Job *jobs.Job
+	Err error
+}
+
+// UpdateMany is Update for many jobs at once, in two round trips when
+// nothing races: one MGET, then one pipeline of the same compare-and-set
+// script Update runs, one per job. Each job is still updated atomically
+// on its own; a job that changed in between is read and updated again.
+// fn is called with the job's index in ids (perhaps several times) and
+// must only compute. Per-job outcomes are in the results, in the order
+// of ids; the error is for Redis failing the whole call.
+func (s *Store) UpdateMany(ctx context.Context, ids []string, fn func(i int, j *jobs.Job) error) ([]UpdateResult, error) {
+	out := make([]UpdateResult, len(ids))
+	todo := make([]int, len(ids))
+	for i := range ids {
+		todo[i] = i
+	}
+	for attempt := 0; len(todo) > 0; attempt++ {
+		if attempt == maxUpdateAttempts {
+			for _, i := range todo {
+				out[i].Err = fmt.Errorf("update job %s: %w", ids[i], ErrConflict)
+			}
+			break
+		}
+		keys := make([]string, len(todo))
+		for n, i := range todo {
+			keys[n] = s.jobKey(ids[i])
+		}
+		vals, err := s.rdb.MGet(ctx, keys...).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read %d jobs to update: %w", len(keys), err)
+		}
+		type call struct {
+			i   int
+			ops *indexOps
+		}
+		calls := make([]call, 0, len(todo))
+		for n, i := range todo {
+			data, ok := vals[n].(string)
+			if !ok {
+				out[i] = UpdateResult{Err: fmt.Errorf("update job %s: %w", ids[i], jobs.ErrNotFound)}
+				continue
+			}
+			j, ops, err := s.prepare(ids[i], []byte(data), func(j *jobs.Job) error { return fn(i, j) })
+			out[i] = UpdateResult{Job: j, Err: err}
+			if ops != nil {
+				calls = append(calls, call{i, ops})
+			}
+		}
+		todo = todo[:0]
+		if len(calls) == 0 {
+			break
+		}
+		cmds, err := s.runUpdates(ctx, func(p redis.Pipeliner) []*redis.Cmd {
+			cmds := make([]*redis.Cmd, len(calls))
+			for n, c := range calls {
+				cmds[n] = updateScript.EvalSha(ctx, p, c.ops.keys, c.ops.args...)
+			}
+			return cmds
+		})
 		if err != nil {
 			return nil, err
 		}
-		return out, nil
+		for n, c := range calls {
+			res, err := cmds[n].Slice()
+			if err != nil {
+				out[c.i] = UpdateResult{Err: fmt.Errorf("update job %s: %w", ids[c.i], err)}
+				continue
+			}
+			done, err := updated(out[c.i].Job, res)
+			switch {
+			case err != nil:
+				out[c.i] = UpdateResult{Err: err}
+			case !done:
+				out[c.i] = UpdateResult{}
+				todo = append(todo, c.i)
+			}
+		}
 	}
-	return nil, fmt.Errorf("update job %s: %w", id, ErrConflict)
+	return out, nil
 }
 
-// indexChanges queues the index updates that move a job from before to
+// runUpdates runs a pipeline of updateScript calls, loading the script
+// first when Redis does not have it (a restart or a failover empties the
+// script cache).
+func (s *Store) runUpdates(ctx context.Context, queue func(redis.Pipeliner) []*redis.Cmd) ([]*redis.Cmd, error) {
+	for try := 0; ; try++ {
+		p := s.rdb.Pipeline()
+		cmds := queue(p)
+		_, err := p.Exec(ctx)
+		if err == nil || errors.Is(err, redis.Nil) {
+			return cmds, nil
+		}
+		if try == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if lerr := updateScript.Load(ctx, s.rdb).Err(); lerr != nil {
+				return nil, fmt.Errorf("load the update script: %w", lerr)
+			}
+			continue
+		}
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			// A command's own error: reported per job by the caller.
+			return cmds, nil
+		}
+		return nil, fmt.Errorf("update %d jobs: %w", len(cmds), err)
+	}
+}
+
+// Results of updateScript.
+const (
+	updateWritten = 1
+	updateChanged = 0
+	updateTaken   = -1
+)
+
+// updateScript writes a job document if it is still the one the caller
+// read, and applies the index operations that go with the change.
+//
+// KEYS: the job, then the keys the operations name (by position).
+// ARGV: the document read, the new document, then operations:
+//
+//	"c" k v      fail with {-1, current} unless KEYS[k] is unset or v (checked first)
+//	"za" k s m   ZADD KEYS[k] s m
+//	"zr" k m     ZREM KEYS[k] m
+//	"s" k v      SET KEYS[k] v
+//	"d" k        DEL KEYS[k]
+//
+// It returns {1} when written, {0} when the document changed meanwhile.
+var updateScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+local i = 3
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'c' then
+    local cur = redis.call('GET', KEYS[tonumber(ARGV[i+1])])
+    if cur and cur ~= ARGV[i+2] then return {-1, cur} end
+    i = i + 3
+  elseif op == 'za' then i = i + 4
+  elseif op == 'd' then i = i + 2
+  else i = i + 3 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+i = 3
+while i <= #ARGV do
+  local op = ARGV[i]
+  local k = KEYS[tonumber(ARGV[i+1])]
+  if op == 'za' then
+    redis.call('ZADD', k, ARGV[i+2], ARGV[i+3]); i = i + 4
+  elseif op == 'zr' then
+    redis.call('ZREM', k, ARGV[i+2]); i = i + 3
+  elseif op == 's' then
+    redis.call('SET', k, ARGV[i+2]); i = i + 3
+  elseif op == 'd' then
+    redis.call('DEL', k); i = i + 2
+  else
+    i = i + 3
+  end
+end
+return {1}
+`)
+
+// indexOps collects updateScript's keys and operations.
+type indexOps struct {
+	keys []string
+	args []any
+	// pos remembers each key's 1-based position in keys.
+	pos map[string]int
+}
+
+func (o *indexOps) key(k string) int {
+	if i, ok := o.pos[k]; ok {
+		return i
+	}
+	if o.pos == nil {
+		o.pos = make(map[string]int, 4)
+	}
+	o.keys = append(o.keys, k)
+	o.pos[k] = len(o.keys)
+	return len(o.keys)
+}
+
+func (o *indexOps) checkFree(k, v string) { o.args = append(o.args, "c", o.key(k), v) }
+func (o *indexOps) zadd(k string, score int64, m string) {
+	o.args = append(o.args, "za", o.key(k), score, m)
+}
+func (o *indexOps) zrem(k, m string) { o.args = append(o.args, "zr", o.key(k), m) }
+func (o *indexOps) set(k, v string)  { o.args = append(o.args, "s", o.key(k), v) }
+func (o *indexOps) del(k string)     { o.args = append(o.args, "d", o.key(k)) }
+
+// shape is what indexChanges needs of a job before its change: a copy
+// of it, rather than a second decode of the document, is the cheap way to
+// keep the "before" that Update compares with.
+type shape struct {
+	status jobs.Status
+	tasks  []taskShape
+}
+
+type taskShape struct {
+	status jobs.TaskStatus
+	msgSeq uint64
+}
+
+func shapeOf(j *jobs.Job) shape {
+	sh := shape{status: j.Status, tasks: make([]taskShape, len(j.Tasks))}
+	for i := range j.Tasks {
+		sh.tasks[i] = taskShape{status: j.Tasks[i].Status, msgSeq: j.Tasks[i].MsgSeq}
+	}
+	return sh
+}
+
+// indexChanges adds the index updates that move a job from before to
 // after.
-func (s *Store) indexChanges(ctx context.Context, p redis.Pipeliner, before, after *jobs.Job) {
-	if before.Status != after.Status {
-		p.ZRem(ctx, s.statusIndex(before.Status), after.ID)
-		p.ZAdd(ctx, s.statusIndex(after.Status), redis.Z{Score: float64(after.CreatedAt.UnixMilli()), Member: after.ID})
+func (s *Store) indexChanges(o *indexOps, before shape, after *jobs.Job) {
+	if before.status != after.Status {
+		o.zrem(s.statusIndex(before.status), after.ID)
+		o.zadd(s.statusIndex(after.Status), after.CreatedAt.UnixMilli(), after.ID)
 		if after.Status.Terminal() {
 			// The account may be erased again by a new job.
-			p.Del(ctx, s.activeKey(after.AccountID))
-		} else if before.Status.Terminal() {
-			p.Set(ctx, s.activeKey(after.AccountID), after.ID, 0)
+			o.del(s.activeKey(after.AccountID))
+		} else if before.status.Terminal() {
+			o.set(s.activeKey(after.AccountID), after.ID)
 		}
 	}
 	for i := range after.Tasks {
@@ -259,16 +558,16 @@ func (s *Store) indexChanges(ctx context.Context, p redis.Pipeliner, before, aft
 		m := dueMember(after.ID, t.Key())
 		switch claimed := t.Status == jobs.TaskDispatched && t.MsgSeq == 0 && t.DispatchedAt != nil; {
 		case claimed:
-			p.ZAdd(ctx, s.ClaimedKey(), redis.Z{Score: float64(t.DispatchedAt.UnixMilli()), Member: m})
-		case i < len(before.Tasks) && before.Tasks[i].Status == jobs.TaskDispatched && before.Tasks[i].MsgSeq == 0:
-			p.ZRem(ctx, s.ClaimedKey(), m)
+			o.zadd(s.ClaimedKey(), t.DispatchedAt.UnixMilli(), m)
+		case i < len(before.tasks) && before.tasks[i].status == jobs.TaskDispatched && before.tasks[i].msgSeq == 0:
+			o.zrem(s.ClaimedKey(), m)
 		}
 		// A held or ended job has nothing due: release puts its
 		// scheduled tasks back with their original due times.
 		if t.Status == jobs.TaskScheduled && after.Status.Dispatchable() {
-			p.ZAdd(ctx, s.DueKey(), redis.Z{Score: float64(t.DueAt.UnixMilli()), Member: m})
+			o.zadd(s.DueKey(), t.DueAt.UnixMilli(), m)
 		} else {
-			p.ZRem(ctx, s.DueKey(), m)
+			o.zrem(s.DueKey(), m)
 		}
 	}
 }
