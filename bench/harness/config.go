@@ -89,6 +89,9 @@ type Config struct {
 	// coordinator serves Go's profiler during the run (for profiling it
 	// under load: go tool pprof http://ADDR/debug/pprof/profile).
 	CoordinatorPprof string
+	// NATSPprofPort, when not 0, makes nats-server serve Go's profiler on
+	// 127.0.0.1 at that port (its prof_port) during the run.
+	NATSPprofPort int
 
 	Storages []Storage
 	Targets  []string

@@ -181,7 +181,7 @@ func (r *runner) startBroker(ctx context.Context, st Storage, name string) (*sta
 		return nil, fmt.Errorf("create %s: %w", s.dir, err)
 	}
 	var err error
-	s.nats, err = startNATS(ctx, r.cfg.NATSServer, s.dir, r.logDir, st)
+	s.nats, err = startNATS(ctx, r.cfg.NATSServer, s.dir, r.logDir, st, r.cfg.NATSPprofPort)
 	if err != nil {
 		return nil, err
 	}

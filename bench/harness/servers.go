@@ -25,7 +25,7 @@ type natsServer struct {
 // startNATS starts bin with JetStream storing in dir, in the storage
 // configuration st: the server's default sync interval, or sync_interval:
 // always.
-func startNATS(ctx context.Context, bin, dir, logDir string, st Storage) (*natsServer, error) {
+func startNATS(ctx context.Context, bin, dir, logDir string, st Storage, profPort int) (*natsServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -41,6 +41,10 @@ func startNATS(ctx context.Context, bin, dir, logDir string, st Storage) (*natsS
 	}
 	conf := fmt.Sprintf("server_name: lethe-bench\nlisten: %s\nhttp: %s\njetstream {\n  store_dir: %q\n%s}\n",
 		loopback(port), loopback(mport), store, sync)
+	if profPort != 0 {
+		// Bound to the listen host, 127.0.0.1.
+		conf += fmt.Sprintf("prof_port: %d\n", profPort)
+	}
 	confPath := filepath.Join(dir, "nats-server.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("write nats-server configuration: %w", err)

@@ -155,6 +155,7 @@ func parse(args []string, stderr io.Writer) (harness.Config, string, bool, error
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory (stores, process logs)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "the services' log level (info ships)")
 	fs.StringVar(&c.CoordinatorPprof, "coordinator-pprof", "", "loopback host:port where the coordinator serves Go's profiler during the run (go tool pprof http://ADDR/debug/pprof/profile); empty: off")
+	fs.IntVar(&c.NATSPprofPort, "nats-pprof-port", 0, "port on 127.0.0.1 where nats-server serves Go's profiler during the run (its prof_port); 0: off")
 	if err := fs.Parse(args); err != nil {
 		return c, "", false, err
 	}

@@ -22,11 +22,13 @@ import (
 )
 
 // ChainPublisher is what a recorder that signs the audit chain needs of
-// JetStream: publishes, the connection (atomic batches are plain NATS
-// messages with batch headers), and the stream, to read its last message
-// when another writer got in between. jetstream.JetStream is one.
+// JetStream: publishes (synchronous, and asynchronous to keep two in
+// flight on a single server), the connection (atomic batches are plain
+// NATS messages with batch headers), and the stream, to read its last
+// message when another writer got in between. jetstream.JetStream is one.
 type ChainPublisher interface {
 	Publisher
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 	Conn() *nats.Conn
 	Stream(ctx context.Context, name string) (jetstream.Stream, error)
 }
@@ -76,6 +78,11 @@ const (
 	// maxConflicts is how many races a batch may lose in a row before it
 	// gives up; with two busy writers a handful is usual.
 	maxConflicts = 1000
+	// pipelineDepth is how many events of a batch are in flight at once
+	// when they go without an atomic batch. Two is the most that cannot
+	// fork the chain: an event is sent only once the event two before it
+	// is known to be stored where it was signed for (sendPipelined).
+	pipelineDepth = 2
 )
 
 // ChainStats count what a signed recorder did, for benchmarks and tests.
@@ -95,8 +102,9 @@ type ChainStats struct {
 // signed for the position it will get and expecting the stream's last
 // message to be the one before it, and the others find theirs done. On a
 // cluster the batch goes as one atomic batch (one consensus round instead
-// of one per event); on a single server one event at a time. Either way
-// the chain stays strictly serial. See docs/jetstream.md, "The audit chain".
+// of one per event); on a single server pipelined, two in flight
+// (sendPipelined). Either way the chain stays strictly serial. See
+// docs/jetstream.md, "The audit chain".
 type chain struct {
 	js       ChainPublisher
 	key      *audit.Key
@@ -112,9 +120,9 @@ type chain struct {
 	handle jetstream.Stream
 	tail   tail
 	synced bool
-	// noAtomic: events go one at a time, on a single server (faster
-	// there) or when the stream takes no atomic batches (not allowed on
-	// it, an older nats-server).
+	// noAtomic: events go without atomic batches, pipelined, on a
+	// single server (faster there) or when the stream takes no atomic
+	// batches (not allowed on it, an older nats-server).
 	noAtomic bool
 
 	stored, duplicates, batches, conflicts, resyncs atomic.Uint64
@@ -272,9 +280,10 @@ func live(ps []*pending) []*pending {
 }
 
 // send appends ps after the tail: as one atomic batch when there are
-// several, else (or when the stream takes no batches) one at a time. It
-// settles what was stored and returns the rest in order, whether a lost
-// race left them, and the error of any other failure.
+// several, else (or when the stream takes no batches) pipelined; a single
+// event with one synchronous publish. It settles what was stored and
+// returns the rest in order, whether a lost race left them, and the error
+// of any other failure.
 func (c *chain) send(ctx context.Context, ps []*pending) (retry []*pending, conflicted bool, err error) {
 	// One event id twice in a batch would fail it as a whole: the second
 	// goes with the next batch and comes back as a duplicate there.
@@ -288,9 +297,12 @@ func (c *chain) send(ctx context.Context, ps []*pending) (retry []*pending, conf
 		seen[p.id] = struct{}{}
 	}
 	var rest []*pending
-	if len(ps) > 1 && !c.noAtomic {
+	switch {
+	case len(ps) > 1 && !c.noAtomic:
 		rest, conflicted, err = c.sendAtomic(ctx, ps)
-	} else {
+	case len(ps) > 1:
+		rest, conflicted, err = c.sendPipelined(ctx, ps)
+	default:
 		rest, conflicted, err = c.sendSerial(ctx, ps)
 	}
 	return append(rest, retry...), conflicted, err
@@ -309,6 +321,9 @@ const (
 	errCodeAtomicDisabled    jetstream.ErrorCode = 10174
 	errCodeAtomicUnsupported jetstream.ErrorCode = 10177
 	errCodeAtomicDuplicate   jetstream.ErrorCode = 10201
+	// errCodeWrongLastMsgID: the stream's last message is not the event
+	// expected before this one (Nats-Expected-Last-Msg-Id).
+	errCodeWrongLastMsgID jetstream.ErrorCode = 10070
 )
 
 // batchAck is the answer to an atomic batch's commit.
@@ -441,6 +456,146 @@ func (c *chain) sendSerial(ctx context.Context, ps []*pending) (retry []*pending
 	return nil, false, nil
 }
 
+// inFlight is one event of sendPipelined waiting for its ack.
+type inFlight struct {
+	p    *pending
+	seal audit.Seal
+	fut  jetstream.PubAckFuture
+	// chained: sent while its predecessor in the batch was still in
+	// flight, so a refusal may be the consequence of the predecessor's
+	// fate rather than another writer.
+	chained bool
+}
+
+// sendPipelined publishes ps in order with up to pipelineDepth of them in
+// flight, each signed for the position after the one before it and
+// expecting the stream's last message to be that one: its sequence and,
+// while that one is in flight, its event id. It settles what was stored
+// and returns the rest in order, whether a lost race left them, and the
+// error of any other failure.
+//
+// Why two and no more: when an event is accepted, the stream's last
+// message has the expected position and event id. It is this writer's
+// copy, or another writer's copy of the same event, which that writer
+// chained to the message then before it. Either way the link fits as long
+// as the message before *that* is the one this writer signed against,
+// which holds when the event two back is known stored (or is the tail read
+// from the stream). With three in flight, two refused events followed by
+// an accepted one can chain to entries that are not in the stream
+// (TestBatchAfterAnotherWritersSameEventDoesNotFork). Neither per-message
+// expectations nor nats-server's fast batches (which skip duplicates
+// without checking them) rule that out for deeper pipelines.
+func (c *chain) sendPipelined(ctx context.Context, ps []*pending) (retry []*pending, conflicted bool, err error) {
+	var (
+		window []inFlight
+		next   int      // first event of ps not sent yet
+		sent   = c.tail // the tail as it will be once everything in flight is stored
+		broken bool     // an event did not land where it was signed for: send no more
+		timer  *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		for !broken && next < len(ps) && len(window) < pipelineDepth {
+			p := ps[next]
+			chained := len(window) > 0
+			if chained && sent.id == "" {
+				break // nothing to check the predecessor by: wait for its ack
+			}
+			seal := audit.Sign(c.key, sent.link, sent.seq+1, p.subject, p.id, p.data)
+			m := nats.NewMsg(p.subject)
+			m.Data = p.data
+			m.Header.Set(jetstream.MsgIDHeader, p.id)
+			audit.SetSeal(m.Header, seal)
+			opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequence(sent.seq)}
+			if chained {
+				opts = append(opts, jetstream.WithExpectLastMsgID(sent.id))
+			}
+			fut, perr := c.js.PublishMsgAsync(m, opts...)
+			if perr != nil {
+				c.synced = false
+				err = fmt.Errorf("append to the audit chain: %w", perr)
+				broken = true
+				break
+			}
+			window = append(window, inFlight{p: p, seal: seal, fut: fut, chained: chained})
+			sent = tail{seq: seal.Seq, link: seal.Link, id: p.id}
+			next++
+		}
+		if len(window) == 0 {
+			break
+		}
+		f := window[0]
+		window = window[1:]
+		if timer == nil {
+			timer = time.NewTimer(ackWait)
+		} else {
+			timer.Reset(ackWait)
+		}
+		var ack *jetstream.PubAck
+		var aerr error
+		select {
+		case ack = <-f.fut.Ok():
+		case aerr = <-f.fut.Err():
+		case <-ctx.Done():
+			aerr = ctx.Err()
+		case <-timer.C:
+			aerr = fmt.Errorf("no ack within %s", ackWait)
+		}
+		switch {
+		case aerr == nil && !ack.Duplicate:
+			f.p.finish(nil)
+			c.stored.Add(1)
+			if broken || ack.Sequence != f.seal.Seq {
+				// Stored, but what came before it in this batch did not
+				// go as sent (then the expectations put it where it was
+				// signed for, after another writer's copy of its
+				// predecessor), or not where it was signed for: read the
+				// tail back.
+				c.synced = false
+				broken = true
+				continue
+			}
+			c.tail = tail{seq: ack.Sequence, link: f.seal.Link, id: f.p.id}
+		case aerr == nil:
+			// Stored before, by this or another coordinator: the chain did
+			// not move for it, and the event after it, signed against it,
+			// will be refused.
+			f.p.finish(nil)
+			c.duplicates.Add(1)
+			if ack.Sequence > c.tail.seq {
+				c.synced = false
+			}
+			broken = true
+		case isConflict(aerr) || isWrongLastMsgID(aerr):
+			if !f.chained || !broken {
+				// Its predecessor was stored as sent (or is the tail read
+				// back), so another writer got in first.
+				c.conflicts.Add(1)
+				conflicted = true
+				c.synced = false
+			}
+			broken = true
+		default:
+			// Stored or not: sent again, it is a duplicate or it is new.
+			c.synced = false
+			if err == nil {
+				err = fmt.Errorf("append to the audit chain: %w", aerr)
+			}
+			broken = true
+		}
+	}
+	for _, p := range ps {
+		if !p.settled.Load() {
+			retry = append(retry, p)
+		}
+	}
+	return retry, conflicted, err
+}
+
 // batchID names an atomic batch: 64 random bits, in every stored message
 // of the batch, so short; unique among the batches in flight is enough.
 func batchID() (string, error) {
@@ -463,10 +618,10 @@ func (c *chain) resync(ctx context.Context) error {
 		}
 		c.handle = h
 		// A single server stages an atomic batch in a new fsync'ed file
-		// store per batch, slower than publishing one at a time over its
-		// short round trip; a cluster stages in memory and commits the
-		// batch in one proposal, where one at a time pays a consensus
-		// round per event (measured: docs/benchmarks.md).
+		// store per batch, slower than publishing the events pipelined
+		// over its short round trip; a cluster stages in memory and
+		// commits the batch in one proposal, where one at a time pays a
+		// consensus round per event (measured: docs/benchmarks.md).
 		if info := h.CachedInfo(); info != nil {
 			c.noAtomic = !info.Config.AllowAtomicPublish || info.Config.Replicas < 2
 		}
@@ -509,6 +664,14 @@ func isConflict(err error) bool {
 		return true
 	}
 	return false
+}
+
+// isWrongLastMsgID reports whether err is the stream refusing a publish
+// because its last message is not the event expected before it: the one
+// before it in flight was not stored, or another writer got in first.
+func isWrongLastMsgID(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID
 }
 
 func (c *chain) stats() ChainStats {

@@ -91,7 +91,7 @@ func TestDuplicateDoesNotMoveTheChain(t *testing.T) {
 }
 
 // TestStreamWithoutAtomicBatches: a lifecycle stream created before the
-// chain (no atomic publish) still takes the events, one at a time, and
+// chain (no atomic publish) still takes the events, pipelined, and
 // topology.Ensure turns atomic publish on for it.
 func TestStreamWithoutAtomicBatches(t *testing.T) {
 	srv := testenv.StartNATS(t)
@@ -191,9 +191,9 @@ func TestCallerGoneLeavesTheRest(t *testing.T) {
 // BenchmarkRecord measures lifecycle events recorded per second: unsigned
 // (as before the audit chain) and signed, by one recorder and by two on
 // their own connections (two coordinators) appending to the same chain,
-// against one embedded nats-server (R1: signed events go one at a time)
-// and a cluster of three (R3: atomic batches; "serial" is the stream
-// without atomic publish, one at a time). 64 goroutines record through
+// against one embedded nats-server (R1: signed events go pipelined, two
+// in flight) and a cluster of three (R3: atomic batches; "serial" is the
+// stream without atomic publish, pipelined as on R1). 64 goroutines record through
 // each recorder, as the report intake and dispatcher do under load.
 func BenchmarkRecord(b *testing.B) {
 	for _, bc := range []struct {
