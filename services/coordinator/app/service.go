@@ -83,6 +83,11 @@ func (s *Service) RequestErasure(ctx context.Context, req jobs.Request) (*jobs.J
 	if err != nil {
 		return nil, false, err
 	}
+	if created {
+		// Woken before the event is recorded: the audit chain is serial
+		// (docs/decisions.md, 38) and need not delay the first dispatch.
+		s.wake()
+	}
 	// Recorded on every request for the job and deduplicated by event id,
 	// so a crash between Create and Record is repaired by the retry.
 	if err := s.rec.Record(ctx, lifecycle.Created(stored)); err != nil {
@@ -90,7 +95,6 @@ func (s *Service) RequestErasure(ctx context.Context, req jobs.Request) (*jobs.J
 	}
 	if created {
 		s.metrics.created.WithLabelValues(string(req.Origin)).Inc()
-		s.wake()
 	}
 	return stored, created, nil
 }
@@ -144,6 +148,11 @@ func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (j
 	if eff.Result == jobs.ReportStale {
 		return eff, nil
 	}
+	if len(eff.Released) > 0 {
+		// Before the events below: released tasks need not wait for the
+		// serial audit chain.
+		s.wake()
+	}
 	t, err := j.Task(r.Task)
 	if err != nil {
 		return eff, err
@@ -166,9 +175,6 @@ func (s *Service) ApplyReport(ctx context.Context, rep *erasurev1.TaskReport) (j
 		if err := s.rec.Record(ctx, lifecycle.Erased(j)); err != nil {
 			return eff, err
 		}
-	}
-	if len(eff.Released) > 0 {
-		s.wake()
 	}
 	if j.Status.Terminal() {
 		if err := s.rec.Record(ctx, lifecycle.Finished(j)); err != nil {

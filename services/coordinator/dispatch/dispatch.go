@@ -250,9 +250,21 @@ func (d *Dispatcher) publishFence(ctx context.Context, token int64) (uint64, err
 // loop runs dispatch rounds until ctx ends (nil) or this replica is
 // deposed (ErrDeposed).
 func (d *Dispatcher) loop(ctx context.Context) error {
+	var recording sync.WaitGroup
+	defer recording.Wait()
+	rounds := make(chan struct{}, maxRecordingRounds)
 	failures := 0
 	for {
-		n, err := d.DispatchDue(ctx)
+		n, record, err := d.round(ctx)
+		if record != nil {
+			rounds <- struct{}{}
+			recording.Go(func() {
+				defer func() { <-rounds }()
+				if err := record(); err != nil {
+					d.log.Warn("task dispatch events not recorded in the audit trail", zap.Error(err))
+				}
+			})
+		}
 		sleep := d.opts.MaxSleep
 		switch {
 		case ctx.Err() != nil:
@@ -296,23 +308,40 @@ func (d *Dispatcher) loop(ctx context.Context) error {
 // without waiting between them), note where each message sits (again one
 // UpdateMany), then record the dispatches in the audit trail.
 func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
-	if err := d.resendClaimed(ctx); err != nil {
-		return 0, err
+	n, record, err := d.round(ctx)
+	if record != nil {
+		if rerr := record(); err == nil {
+			err = rerr
+		}
 	}
-	due, err := d.store.Due(ctx, d.opts.Now(), d.opts.Batch)
 	if err != nil {
 		return 0, err
 	}
+	return n, nil
+}
+
+// round is DispatchDue but for the TASK_DISPATCHED events of the tasks
+// it sent, which record writes (nil when none). Run records them while
+// the next rounds go on: the audit chain is serial (docs/decisions.md,
+// 38), and the tasks are already on their way.
+func (d *Dispatcher) round(ctx context.Context) (n int, record func() error, err error) {
+	if err := d.resendClaimed(ctx); err != nil {
+		return 0, nil, err
+	}
+	due, err := d.store.Due(ctx, d.opts.Now(), d.opts.Batch)
+	if err != nil {
+		return 0, nil, err
+	}
 	if len(due) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	now := d.opts.Now()
 	sends, err := d.claim(ctx, due, now)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(sends) == 0 {
-		return len(due), nil
+		return len(due), nil, nil
 	}
 	d.publishAll(ctx, sends)
 	var firstErr error
@@ -332,14 +361,25 @@ func (d *Dispatcher) DispatchDue(ctx context.Context) (int, error) {
 	if err := d.noteSequences(ctx, sent); err != nil && firstErr == nil {
 		firstErr = err
 	}
-	if err := d.recordDispatched(ctx, sent); err != nil && firstErr == nil {
-		firstErr = err
+	record = func() error {
+		// Recorded also when the leadership or the process is ending:
+		// the tasks were sent.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		defer cancel()
+		return d.recordDispatched(rctx, sent)
 	}
 	if firstErr != nil {
-		return 0, firstErr
+		return 0, record, firstErr
 	}
-	return len(due), nil
+	return len(due), record, nil
 }
+
+// recordTimeout bounds the recording of one round's dispatch events.
+const recordTimeout = 30 * time.Second
+
+// maxRecordingRounds bounds the rounds whose events are being recorded
+// while later rounds dispatch: back-pressure from the audit chain.
+const maxRecordingRounds = 4
 
 // send is one claimed task on its way to the broker.
 type send struct {

@@ -69,9 +69,14 @@ func New(cons jetstream.Consumer, js Publisher, req Requester, log *zap.Logger, 
 	return c
 }
 
+// concurrency bounds the events handled at once. Each waits mostly for
+// Redis and for its event's turn in the audit chain, and the job store
+// serves concurrent requests together, so many at once cost little.
+const concurrency = 32
+
 // Run consumes events until ctx is cancelled.
 func (c *Consumer) Run(ctx context.Context) error {
-	return consume.Run(ctx, c.cons, c.handle, consume.Options{Concurrency: 8}, c.log)
+	return consume.Run(ctx, c.cons, c.handle, consume.Options{Concurrency: concurrency}, c.log)
 }
 
 // Decode decodes an AccountDeleted body: protojson when contentType is

@@ -75,7 +75,10 @@ type Applier interface {
 
 // Options tune an Intake.
 type Options struct {
-	// Concurrency bounds reports applied at once; default 16.
+	// Concurrency bounds reports applied at once; default 64. Each waits
+	// mostly for Redis and for the audit chain, and the job store serves
+	// concurrent updates together (one read and one pipeline), so many at
+	// once cost little.
 	Concurrency int
 	// UnknownJobRetries is how often a report for an unknown job is tried
 	// again (a minute apart) before it is given up; it may arrive before
@@ -97,7 +100,7 @@ type Intake struct {
 // New returns an intake reading from cons; reg may be nil.
 func New(cons jetstream.Consumer, applier Applier, log *zap.Logger, reg prometheus.Registerer, opts Options) *Intake {
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 16
+		opts.Concurrency = 64
 	}
 	if opts.UnknownJobRetries <= 0 {
 		opts.UnknownJobRetries = 60
