@@ -136,9 +136,12 @@ func targetsOf(rep *Report) []TargetRow {
 		if t := s.Throughput; t != nil {
 			rows = append(rows, TargetRow{
 				Target: fmt.Sprintf("throughput, %s storage (%s)", s.Storage, s.Seeded),
-				Measured: fmt.Sprintf("%.1f jobs/s × %.1f msgs/job; raw %.0f msgs/s (×9: %.3f)",
-					t.JobsPerSec, s.MessagesPerJob, s.RawPubPerSec, s.RatioNine),
-				Ratio: s.Ratio, Goal: fmt.Sprintf("≥ %.2f", goal), Status: status(s.Ratio >= goal),
+				// Judged as the issue states the target: 9 messages per
+				// job, whatever Lethe stores; the ratio with the messages
+				// it does store is shown beside it.
+				Measured: fmt.Sprintf("%.1f jobs/s × 9 ÷ raw %.0f msgs/s (with the %.1f msgs/job stored: %.3f)",
+					t.JobsPerSec, s.RawPubPerSec, s.MessagesPerJob, s.Ratio),
+				Ratio: s.RatioNine, Goal: fmt.Sprintf("≥ %.2f", goal), Status: status(s.RatioNine >= goal),
 			})
 		}
 		if l := s.Latency; l != nil {
