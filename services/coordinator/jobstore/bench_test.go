@@ -102,8 +102,8 @@ func BenchmarkGet(b *testing.B) {
 }
 
 // BenchmarkUpdateReport is the report's round trip through Redis, as the
-// coordinator applies it: WATCH, GET, decode, ApplyReport, encode, MULTI
-// with the job and its index changes, EXEC. Each iteration applies the
+// coordinator applies it: read, decode, ApplyReport, encode, and the
+// compare-and-set script with the job and its index changes. Each iteration applies the
 // backups report of its own job (which releases the other three tasks);
 // "duplicate" applies one that changes nothing, as for a redelivered
 // report.
