@@ -162,8 +162,9 @@ func TestPurgeCancelled(t *testing.T) {
 		}
 	})
 
-	// Cancelled between batches, the purge stops with whole batches done,
-	// and the next one finishes the job.
+	// Cancelled between batches, the purge stops with whole batches done
+	// (7 contacts each, with their properties and memberships), and the
+	// next one finishes the job.
 	t.Run("half-way", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t, WithBatchSize(7))
@@ -185,8 +186,14 @@ func TestPurgeCancelled(t *testing.T) {
 			t.Errorf("ran %d batches, want to stop after 3", batches)
 		}
 		mid := footprint(t, s, "acc-1")
-		if res.ItemsPurged != 3*7 || mid.Items != before.Items-res.ItemsPurged {
-			t.Errorf("ItemsPurged = %d, footprint %d -> %d; want 21 rows gone", res.ItemsPurged, before.Items, mid.Items)
+		if res.ItemsPurged == 0 || mid.Items != before.Items-res.ItemsPurged {
+			t.Errorf("ItemsPurged = %d, footprint %d -> %d; want the rows purged gone", res.ItemsPurged, before.Items, mid.Items)
+		}
+		if gone := before.Detail[KindContacts] - mid.Detail[KindContacts]; gone != 3*7 {
+			t.Errorf("%d contacts gone, want 3 batches of 7", gone)
+		}
+		if mid.Detail[KindContactLists] != before.Detail[KindContactLists] {
+			t.Errorf("lists deleted while contacts were left: %v", mid.Detail)
 		}
 
 		s.afterBatch = nil
@@ -198,6 +205,32 @@ func TestPurgeCancelled(t *testing.T) {
 			t.Errorf("resumed Purge removed %d of %d rows", rest.ItemsPurged, mid.Items)
 		}
 	})
+}
+
+// A batch is one transaction: when the delete of its contacts fails, their
+// properties and memberships, deleted first, stay too.
+func TestPurgeBatchIsAtomic(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, WithBatchSize(7))
+	seedAccounts(t, s, SeedOptions{Contacts: 20, Lists: 2, PropertiesPerContact: 2}, "acc-1")
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `
+CREATE FUNCTION refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE EXCEPTION 'contact deletes refused by the test';
+END $$;
+CREATE TRIGGER refuse_delete BEFORE DELETE ON contacts FOR EACH ROW EXECUTE FUNCTION refuse_delete()`); err != nil {
+		t.Fatalf("create a trigger that refuses deletes: %v", err)
+	}
+	before := footprint(t, s, "acc-1")
+	res, err := purge(ctx, s, "acc-1")
+	if err == nil || !strings.Contains(err.Error(), "refused by the test") {
+		t.Fatalf("Purge = %v, want the trigger's error", err)
+	}
+	after := footprint(t, s, "acc-1")
+	if res.ItemsPurged != 0 || !maps.Equal(after.Detail, before.Detail) {
+		t.Errorf("a failed batch deleted rows: ItemsPurged %d, footprint %v, was %v", res.ItemsPurged, after.Detail, before.Detail)
+	}
 }
 
 // Rows that appear behind the cursor while a purge runs (a late write of

@@ -34,7 +34,7 @@ func run() error {
 	fs := flag.NewFlagSet("contacts-worker", flag.ContinueOnError)
 	cfg.RegisterFlags(fs, os.Getenv, erasurev1.CategoryContacts, "127.0.0.1:9101")
 	dsn := fs.String("contacts-dsn", envOr("LETHE_CONTACTS_DSN", "postgres://lethe:lethe@127.0.0.1:5432/lethe_contacts?sslmode=disable"), "PostgreSQL URL of the contacts database (env LETHE_CONTACTS_DSN)")
-	batch := fs.Int("batch-size", contactstore.DefaultBatchSize, "rows deleted per statement: smaller holds locks for less time, larger is faster")
+	batch := fs.Int("batch-size", contactstore.DefaultBatchSize, "contacts (with their properties and memberships) or lists deleted per transaction: smaller holds locks for less time, larger is faster")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
