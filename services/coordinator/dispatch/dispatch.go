@@ -378,8 +378,10 @@ func (d *Dispatcher) round(ctx context.Context) (n int, record func() error, err
 const recordTimeout = 30 * time.Second
 
 // maxRecordingRounds bounds the rounds whose events are being recorded
-// while later rounds dispatch: back-pressure from the audit chain.
-const maxRecordingRounds = 4
+// while later rounds dispatch: back-pressure from the audit chain, loose
+// enough that a round does not wait for the events of the ones before
+// it under load (a round is often a task or two).
+const maxRecordingRounds = 64
 
 // send is one claimed task on its way to the broker.
 type send struct {

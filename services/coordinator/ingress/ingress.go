@@ -70,9 +70,10 @@ func New(cons jetstream.Consumer, js Publisher, req Requester, log *zap.Logger, 
 }
 
 // concurrency bounds the events handled at once. Each waits mostly for
-// Redis and for its event's turn in the audit chain, and the job store
-// serves concurrent requests together, so many at once cost little.
-const concurrency = 32
+// its JOB_CREATED event's turn in the audit chain before it acks (the job
+// is dispatched before that); too few, and under load new events wait
+// for a free handler before their job exists.
+const concurrency = 128
 
 // Run consumes events until ctx is cancelled.
 func (c *Consumer) Run(ctx context.Context) error {

@@ -75,10 +75,12 @@ type Applier interface {
 
 // Options tune an Intake.
 type Options struct {
-	// Concurrency bounds reports applied at once; default 64. Each waits
-	// mostly for Redis and for the audit chain, and the job store serves
-	// concurrent updates together (one read and one pipeline), so many at
-	// once cost little.
+	// Concurrency bounds reports handled at once; default 256. A handler
+	// applies its report, wakes the dispatcher, then waits for its events'
+	// turn in the audit chain (serial: docs/decisions.md, 38) before it
+	// acks. With few handlers they all wait there under load, and the next
+	// reports, which release tasks, wait for a free handler: latency. The
+	// job store serves concurrent updates together, so many cost little.
 	Concurrency int
 	// UnknownJobRetries is how often a report for an unknown job is tried
 	// again (a minute apart) before it is given up; it may arrive before
@@ -100,7 +102,7 @@ type Intake struct {
 // New returns an intake reading from cons; reg may be nil.
 func New(cons jetstream.Consumer, applier Applier, log *zap.Logger, reg prometheus.Registerer, opts Options) *Intake {
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 64
+		opts.Concurrency = 256
 	}
 	if opts.UnknownJobRetries <= 0 {
 		opts.UnknownJobRetries = 60
