@@ -64,7 +64,14 @@ func measureContacts(ctx context.Context, dsn string, big, bigPairs, accounts, p
 	seedNo := int64(0)
 	seed := func(id string, n int) error {
 		seedNo++
-		_, err := st.Seed(ctx, id, contactstore.SeedOptions{Contacts: n, Lists: 5, PropertiesPerContact: 3, Seed: seedNo}, nil)
+		// A big account takes minutes to seed: a line every 10 s.
+		last := time.Now()
+		_, err := st.Seed(ctx, id, contactstore.SeedOptions{Contacts: n, Lists: 5, PropertiesPerContact: 3, Seed: seedNo}, func(done, total int64) {
+			if time.Since(last) >= 10*time.Second {
+				progress(fmt.Sprintf("contacts: seeding account %s, %d/%d contacts", id, done, total))
+				last = time.Now()
+			}
+		})
 		if err != nil {
 			return fmt.Errorf("seed contacts: %w", err)
 		}
