@@ -39,16 +39,12 @@ const closeTimeout = 5 * time.Second
 // that it answers. It does not migrate: call Migrate.
 //
 // When the database cannot be reached the error says what to check. No
-// error repeats the password of the DSN. Each configure function may
-// adjust the parsed pool configuration (a store's session settings).
-func Open(ctx context.Context, dsn, what string, configure ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
+// error repeats the password of the DSN.
+func Open(ctx context.Context, dsn, what string) (*pgxpool.Pool, error) {
 	// pgconn redacts the password in its parse errors.
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s database dsn: %w%s", what, err, tlsHint(err))
-	}
-	for _, f := range configure {
-		f(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

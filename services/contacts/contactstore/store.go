@@ -86,15 +86,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 			return nil, err
 		}
 	}
-	pool, err := pgstore.Open(ctx, dsn, "contacts", func(c *pgxpool.Config) {
-		// The purge's statements are prepared once per connection and
-		// run with every account's ranges. After five runs PostgreSQL may
-		// switch to a generic plan, which knows neither the account nor
-		// the range and may take the primary key for "id > $2 AND id <=
-		// $3", reading every account's contacts in that id span; a custom
-		// plan per execution costs a fraction of a millisecond.
-		c.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
-	})
+	pool, err := pgstore.Open(ctx, dsn, "contacts")
 	if err != nil {
 		return nil, err
 	}

@@ -85,17 +85,3 @@ func TestMigrate(t *testing.T) {
 		t.Errorf("tables gone after refused migration: %v", err)
 	}
 }
-
-// TestPurgeStatementsArePlannedPerExecution: the store's sessions plan
-// every execution with its own account and range (see Open).
-func TestPurgeStatementsArePlannedPerExecution(t *testing.T) {
-	t.Parallel()
-	s := newStore(t)
-	var mode string
-	if err := s.pool.QueryRow(context.Background(), "SHOW plan_cache_mode").Scan(&mode); err != nil {
-		t.Fatal(err)
-	}
-	if mode != "force_custom_plan" {
-		t.Errorf("plan_cache_mode = %q, want force_custom_plan", mode)
-	}
-}
