@@ -10,8 +10,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/lethe-privacy/lethe/services/coordinator/keyfile"
 )
 
 // KeySize is the length of an audit key: 32 random bytes.
@@ -172,27 +173,16 @@ func LoadOrCreateKeys(path string) (ring *KeyRing, created bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, fmt.Errorf("create directory of audit key file: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		ring, err = LoadKeys(path)
-		return ring, false, err
-	}
+	data := fmt.Sprintf("# Lethe audit key %s (development; created by the coordinator). One key a line: the first signs, all verify.\n%s\n", k.id, hex.EncodeToString(k.secret))
+	// Two coordinators starting together must not see each other's file
+	// half-written (a key file with no key stops start-up).
+	made, err := keyfile.Create(path, []byte(data))
 	if err != nil {
 		return nil, false, fmt.Errorf("create audit key file: %w", err)
 	}
-	_, werr := fmt.Fprintf(f, "# Lethe audit key %s (development; created by the coordinator). One key a line: the first signs, all verify.\n%s\n", k.id, hex.EncodeToString(k.secret))
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		_ = os.Remove(path)
-		return nil, false, fmt.Errorf("write audit key file: %w", werr)
+	if !made {
+		ring, err = LoadKeys(path)
+		return ring, false, err
 	}
 	ring, err = NewKeyRing(k)
 	return ring, true, err

@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/lethe-privacy/lethe/services/coordinator/keyfile"
 )
 
 // PEM block types of the key files.
@@ -69,27 +70,15 @@ func LoadOrCreateKey(path string) (key ed25519.PrivateKey, created bool, err err
 	if err != nil {
 		return nil, false, fmt.Errorf("encode certificate signing key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, false, fmt.Errorf("create directory of certificate signing key: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		key, err = LoadKey(path)
-		return key, false, err
-	}
+	// Two coordinators starting together must not see each other's file
+	// half-written.
+	made, err := keyfile.Create(path, pem.EncodeToMemory(&pem.Block{Type: pemPrivate, Bytes: der}))
 	if err != nil {
 		return nil, false, fmt.Errorf("create certificate signing key file: %w", err)
 	}
-	werr := pem.Encode(f, &pem.Block{Type: pemPrivate, Bytes: der})
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		_ = os.Remove(path)
-		return nil, false, fmt.Errorf("write certificate signing key file: %w", werr)
+	if !made {
+		key, err = LoadKey(path)
+		return key, false, err
 	}
 	return priv, true, nil
 }
