@@ -418,7 +418,7 @@ func (d *Dispatcher) claim(ctx context.Context, due []jobstore.DueEntry, now tim
 	}
 	outs := make([]outcome, len(due))
 	res, err := d.store.UpdateMany(ctx, ids, func(n int, j *jobs.Job) error {
-		any := false
+		claimedAny := false
 		for _, i := range byJob[ids[n]] {
 			o := outcome{}
 			t, err := j.Task(due[i].Task)
@@ -428,9 +428,9 @@ func (d *Dispatcher) claim(ctx context.Context, due []jobstore.DueEntry, now tim
 			}
 			o.err = err
 			outs[i] = o
-			any = any || o.claimed
+			claimedAny = claimedAny || o.claimed
 		}
-		if !any {
+		if !claimedAny {
 			return jobstore.ErrNoChange
 		}
 		return nil
