@@ -31,21 +31,10 @@ func TestBatchAfterAnotherWritersSameEventDoesNotFork(t *testing.T) {
 }
 
 func testNoFork(t *testing.T, atomic bool) {
-	srv := testenv.StartNATS(t)
-	_, jsA := srv.Connect(t)
-	_, jsB := srv.Connect(t)
-	for _, cfg := range topology.DefaultSettings().Streams() {
-		if cfg.Name == erasurev1.LifecycleStream {
-			if _, err := jsA.CreateOrUpdateStream(t.Context(), cfg); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	k, err := audit.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, _ := audit.NewKeyRing(k)
+	f := newPipelineFixture(t)
+	_, jsA := f.srv.Connect(t)
+	_, jsB := f.srv.Connect(t)
+	k, ring := f.key, f.ring
 	a := newChain(jsA, k, erasurev1.LifecycleStream, defaultMaxBatch)
 	b := newChain(jsB, k, erasurev1.LifecycleStream, defaultMaxBatch)
 	subject := erasurev1.LifecycleSubject("job-r")
@@ -88,21 +77,10 @@ func testNoFork(t *testing.T, atomic bool) {
 // with some events recorded by both: every id is stored once and the
 // chain verifies.
 func TestAtomicBatchesOfTwoWriters(t *testing.T) {
-	srv := testenv.StartNATS(t)
-	_, jsA := srv.Connect(t)
-	_, jsB := srv.Connect(t)
-	for _, cfg := range topology.DefaultSettings().Streams() {
-		if cfg.Name == erasurev1.LifecycleStream {
-			if _, err := jsA.CreateOrUpdateStream(t.Context(), cfg); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	k, err := audit.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, _ := audit.NewKeyRing(k)
+	f := newPipelineFixture(t)
+	_, jsA := f.srv.Connect(t)
+	_, jsB := f.srv.Connect(t)
+	k, ring := f.key, f.ring
 	writers := []*chain{
 		newChain(jsA, k, erasurev1.LifecycleStream, defaultMaxBatch),
 		newChain(jsB, k, erasurev1.LifecycleStream, 8),
